@@ -1,0 +1,250 @@
+"""Cloud activities: create, wait, power, rebuild, delete — each idempotent.
+
+A retry after a crash must never make a second server: create looks for the
+desktop's tag first. Waits poll and heartbeat, so a dead worker is noticed in
+seconds and the wait resumes elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.agent_secret import agent_secret
+from activities.cloud_driver import CloudDriver, ServerInfo, ServerRequest
+from activities.cloud_errors import PROJECT_MISSING, SERVER_FAILED, call
+from activities.cloud_limits import CloudLimits
+from workflows.activity_io import (
+    ConsoleOutputInput,
+    ConsoleOutputResult,
+    ConsoleUrlInput,
+    ConsoleUrlResult,
+    CreateServerInput,
+    CreateServerResult,
+    DeleteServerInput,
+    DeleteServerResult,
+    EnsureProjectInput,
+    EnsureProjectResult,
+    PowerAction,
+    PowerServerInput,
+    PowerServerResult,
+    RebuildServerInput,
+    RebuildServerResult,
+    ServerRef,
+    WaitServerInput,
+    WaitServerResult,
+)
+
+# (cloud, region, project id or None for the clouds.yaml entry's own project)
+DriverFactory = Callable[[str, str | None, str | None], CloudDriver]
+TARGET_STATUS = {
+    PowerAction.START: "ACTIVE",
+    PowerAction.STOP: "SHUTOFF",
+    PowerAction.REBOOT_SOFT: "ACTIVE",
+    PowerAction.REBOOT_HARD: "ACTIVE",
+}
+
+
+class CloudActivities:
+    def __init__(
+        self,
+        drivers: DriverFactory,
+        sleep: Callable[[float], None] = time.sleep,
+        agent_key: bytes | None = None,
+        limits: CloudLimits | None = None,
+    ) -> None:
+        self._drivers = drivers
+        self._sleep = sleep
+        self._agent_key = agent_key
+        self.limits = limits or CloudLimits()
+
+    @property
+    def drivers(self) -> DriverFactory:
+        return self._drivers
+
+    def _driver(self, ref: ServerRef) -> CloudDriver:
+        return self._drivers(ref.cloud, ref.region, ref.project_id)
+
+    @activity.defn
+    def ensure_project(self, request: EnsureProjectInput) -> EnsureProjectResult:
+        """Find the pool's project, or create it (idempotent: found by name on a retry). Never deletes."""
+        driver = self._drivers(request.cloud, request.region, None)
+        found = call(lambda: driver.find_project(request.project))
+        if found is not None:
+            return EnsureProjectResult(project_id=found, created=False)
+        if not request.create:
+            raise ApplicationError(
+                f"project {request.project!r} not found in cloud {request.cloud}",
+                type=PROJECT_MISSING,
+                non_retryable=True,
+            )
+        return EnsureProjectResult(project_id=call(lambda: driver.create_project(request.project)), created=True)
+
+    def _resolve(self, ref: ServerRef) -> ServerInfo | None:
+        driver = self._driver(ref)
+        if ref.server_id:
+            return call(lambda: driver.get(ref.server_id or ""))
+        found = call(lambda: driver.find_by_desktop(ref.desktop_id))
+        return found[0] if found else None
+
+    @activity.defn
+    def provision_server(self, request: CreateServerInput) -> WaitServerResult:
+        """Create (or find, after a crash) and wait until ACTIVE, holding one build slot of the cloud."""
+        with self.limits.slot(request.ref.cloud, "build"):
+            created = self._find_or_create(request)
+            activity.heartbeat(created.server_id)
+            ref = dataclasses.replace(request.ref, server_id=created.server_id)
+            server = self._wait_for(ref, ("ACTIVE",), request.build_timeout_s, request.poll_interval_s)
+        return WaitServerResult(server_id=server.id, status=server.status, address=server.address)
+
+    @activity.defn
+    def create_server(self, request: CreateServerInput) -> CreateServerResult:
+        return self._find_or_create(request)
+
+    def _find_or_create(self, request: CreateServerInput) -> CreateServerResult:
+        driver = self._driver(request.ref)
+        existing = call(lambda: driver.find_by_desktop(request.ref.desktop_id))
+        if existing:
+            return CreateServerResult(server_id=existing[0].id, created=False)
+        metadata = {
+            **request.template.metadata,
+            "deskpool_pool": request.pool_id,
+            "deskpool_desktop": request.ref.desktop_id,
+            "deskpool_template_version": str(request.template_version),
+        }
+        if self._agent_key:
+            # The in-guest agent reads this from the metadata service to report events.
+            metadata["deskpool_agent_secret"] = agent_secret(self._agent_key, request.ref.desktop_id)
+        server_request = ServerRequest(
+            name=request.name,
+            desktop_id=request.ref.desktop_id,
+            pool_id=request.pool_id,
+            template_version=request.template_version,
+            template=request.template,
+            metadata=metadata,
+        )
+        server = call(lambda: driver.create(server_request))
+        return CreateServerResult(server_id=server.id, created=True)
+
+    @activity.defn
+    def wait_server_active(self, request: WaitServerInput) -> WaitServerResult:
+        server = self._wait_for(request.ref, ("ACTIVE",), request.build_timeout_s, request.poll_interval_s)
+        return WaitServerResult(server_id=server.id, status=server.status, address=server.address)
+
+    @activity.defn
+    def power_server(self, request: PowerServerInput) -> PowerServerResult:
+        """Bring the server to the action's end state. Decided on a settled server: while
+        Nova is still stopping, a server reads ACTIVE, so the status alone would lie."""
+        driver = self._driver(request.ref)
+        server = self._settle(request.ref, request.wait_timeout_s)
+        action = request.action
+        if action is PowerAction.REBOOT_SOFT and server.status == "SHUTOFF":
+            action = PowerAction.START  # Nova refuses to reboot a stopped server; a restart means: up
+        target = TARGET_STATUS[action]
+        if server.status != target or action in (PowerAction.REBOOT_SOFT, PowerAction.REBOOT_HARD):
+            operation = {
+                PowerAction.START: lambda: driver.start(server.id),
+                PowerAction.STOP: lambda: driver.stop(server.id),
+                PowerAction.REBOOT_SOFT: lambda: driver.reboot(server.id, hard=False),
+                PowerAction.REBOOT_HARD: lambda: driver.reboot(server.id, hard=True),
+            }[action]
+            # A 409 (wrong state, e.g. still rebooting) maps to a retryable error.
+            call(operation)
+        done = self._wait_for(request.ref, (target,), request.wait_timeout_s, 0.5)
+        return PowerServerResult(status=done.status)
+
+    @activity.defn
+    def rebuild_server(self, request: RebuildServerInput) -> RebuildServerResult:
+        """Rebuild from the image and leave the desktop running (Nova keeps a stopped one stopped)."""
+        driver = self._driver(request.ref)
+        server = self._settle(request.ref, request.build_timeout_s)
+        # An attempt that already issued the rebuild heartbeated so; a retry
+        # after it only waits (a second rebuild would be harmless, but slow).
+        if not activity.info().heartbeat_details:
+            call(lambda: driver.rebuild(server.id, request.image))
+            activity.heartbeat("rebuild requested")
+        done = self._wait_for(request.ref, ("ACTIVE", "SHUTOFF"), request.build_timeout_s, 0.5)
+        if done.status == "SHUTOFF":
+            call(lambda: driver.start(done.id))
+            done = self._wait_for(request.ref, ("ACTIVE",), request.build_timeout_s, 0.5)
+        return RebuildServerResult(status=done.status, address=done.address)
+
+    @activity.defn
+    def console_output(self, request: ConsoleOutputInput) -> ConsoleOutputResult:
+        driver = self._driver(request.ref)
+        server = self._require(request.ref)
+        return ConsoleOutputResult(output=call(lambda: driver.console_output(server.id, request.lines)))
+
+    @activity.defn
+    def console_url(self, request: ConsoleUrlInput) -> ConsoleUrlResult:
+        driver = self._driver(request.ref)
+        server = self._require(request.ref)
+        console_type, url = call(lambda: driver.console_url(server.id))
+        return ConsoleUrlResult(console_type=console_type, url=url)
+
+    @activity.defn
+    def delete_server(self, request: DeleteServerInput) -> DeleteServerResult:
+        """Delete and wait until gone, holding one delete slot of the cloud; 'not found' is success."""
+        with self.limits.slot(request.ref.cloud, "delete"):
+            return self._delete(request)
+
+    def _delete(self, request: DeleteServerInput) -> DeleteServerResult:
+        driver = self._driver(request.ref)
+        existed = False
+        ids = [request.ref.server_id] if request.ref.server_id else []
+        ids += [s.id for s in call(lambda: driver.find_by_desktop(request.ref.desktop_id)) if s.id not in ids]
+        for server_id in ids:
+            if call(lambda sid=server_id: driver.get(sid)) is None:  # type: ignore[misc]
+                continue
+            existed = True
+            call(lambda sid=server_id: driver.delete(sid))  # type: ignore[misc]
+        deadline = time.monotonic() + request.wait_timeout_s
+        while any(call(lambda sid=sid: driver.get(sid)) is not None for sid in ids):  # type: ignore[misc]
+            if time.monotonic() > deadline:
+                raise ApplicationError("server still exists after delete; will retry")
+            activity.heartbeat("deleting")
+            self._sleep(0.5)
+        return DeleteServerResult(existed=existed)
+
+    def _require(self, ref: ServerRef) -> ServerInfo:
+        server = self._resolve(ref)
+        if server is None:
+            raise ApplicationError(
+                f"server of desktop {ref.desktop_id} has vanished", type=SERVER_FAILED, non_retryable=True
+            )
+        return server
+
+    def _settle(self, ref: ServerRef, timeout_s: float) -> ServerInfo:
+        """Wait until Nova has no action in progress on the server."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            server = self._require(ref)
+            if server.task_state is None or time.monotonic() > deadline:
+                return server
+            activity.heartbeat(f"{server.status}/{server.task_state}")
+            self._sleep(0.5)
+
+    def _wait_for(self, ref: ServerRef, targets: tuple[str, ...], timeout_s: float, interval_s: float) -> ServerInfo:
+        """Poll until the server is settled in one of `targets`; ERROR and a timeout are failures."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            server = self._require(ref)
+            if server.status in targets and server.task_state is None:
+                return server
+            if server.status == "ERROR":
+                reason = f": {server.fault}" if server.fault else ""
+                raise ApplicationError(
+                    f"server {server.id} went to ERROR{reason}", type=SERVER_FAILED, non_retryable=True
+                )
+            if time.monotonic() > deadline:
+                raise ApplicationError(
+                    f"server {server.id} stuck in {server.status} for {timeout_s:.0f}s",
+                    type=SERVER_FAILED,
+                    non_retryable=True,
+                )
+            activity.heartbeat(server.status)
+            self._sleep(interval_s)

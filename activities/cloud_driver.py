@@ -1,0 +1,250 @@
+"""The cloud as deskpool needs it, and its openstacksdk implementation.
+
+Activities talk to a `CloudDriver`; the worker builds `OpenStackDriver`s from
+clouds.yaml, tests hand in fakes. Every call here is blocking (openstacksdk),
+so activities using it are synchronous and run on the worker's thread pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from activities.cloud_rate import TokenBucket, rate_limited
+from workflows.pool_spec import Template
+
+DESKPOOL_TAG = "deskpool"
+
+
+def desktop_tag(desktop_id: str) -> str:
+    """Nova tags are at most 60 characters; a desktop id may be longer, so hash it."""
+    return "dpd-" + hashlib.sha256(desktop_id.encode()).hexdigest()[:24]
+
+
+@dataclass
+class ServerInfo:
+    id: str
+    name: str
+    status: str  # Nova's: BUILD, ACTIVE, SHUTOFF, REBOOT, REBUILD, ERROR, DELETED...
+    address: str | None = None
+    metadata: dict[str, str] | None = None
+    image_id: str | None = None
+    flavor_name: str | None = None
+    # Nova's action in progress (powering-off, rebooting, rebuilding...); None when settled.
+    task_state: str | None = None
+    # Nova's reason for an ERROR.
+    fault: str | None = None
+
+
+@dataclass
+class ServerRequest:
+    name: str
+    desktop_id: str
+    pool_id: str
+    template_version: int
+    template: Template
+    metadata: dict[str, str]
+
+
+class CloudDriver(Protocol):
+    def find_project(self, name_or_id: str) -> str | None: ...
+    def create_project(self, name: str) -> str: ...
+    def find_by_desktop(self, desktop_id: str) -> list[ServerInfo]: ...
+    def list_tagged(self) -> list[ServerInfo]: ...
+    def image_id(self, image: str) -> str | None: ...
+    def get(self, server_id: str) -> ServerInfo | None: ...
+    def create(self, request: ServerRequest) -> ServerInfo: ...
+    def delete(self, server_id: str) -> None: ...
+    def start(self, server_id: str) -> None: ...
+    def stop(self, server_id: str) -> None: ...
+    def reboot(self, server_id: str, hard: bool) -> None: ...
+    def rebuild(self, server_id: str, image: str) -> None: ...
+    def console_output(self, server_id: str, lines: int) -> str: ...
+    def console_url(self, server_id: str) -> tuple[str, str]: ...
+
+
+class OpenStackDriver:
+    """One cloud (a clouds.yaml entry and region) through openstacksdk."""
+
+    def __init__(self, connection: Any) -> None:
+        self._conn = connection
+
+    def find_by_desktop(self, desktop_id: str) -> list[ServerInfo]:
+        servers = self._conn.compute.servers(details=True, tags=desktop_tag(desktop_id))
+        return [self._info(s) for s in servers if s.status != "DELETED"]
+
+    def find_project(self, name_or_id: str) -> str | None:
+        project = self._conn.identity.find_project(name_or_id, ignore_missing=True)
+        return None if project is None else str(project.id)
+
+    def create_project(self, name: str) -> str:
+        current = self._conn.current_project
+        domain = (current.domain_id if current is not None else None) or "default"
+        return str(self._conn.identity.create_project(name=name, domain_id=domain).id)
+
+    def list_tagged(self) -> list[ServerInfo]:
+        """Every server carrying deskpool's tag, across the project."""
+        return [self._info(s) for s in self._conn.compute.servers(details=True, tags=DESKPOOL_TAG)]
+
+    def image_id(self, image: str) -> str | None:
+        found = self._conn.image.find_image(image, ignore_missing=True)
+        return None if found is None else str(found.id)
+
+    def get(self, server_id: str) -> ServerInfo | None:
+        """The server, or None once it is gone (a 404 here is an answer, not an error)."""
+        from openstack import exceptions
+
+        try:
+            server = self._conn.compute.get_server(server_id)
+        except exceptions.NotFoundException:
+            return None
+        return None if server.status == "DELETED" else self._info(server)
+
+    def create(self, request: ServerRequest) -> ServerInfo:
+        t = request.template
+        compute = self._conn.compute
+        image = self._conn.image.find_image(t.image, ignore_missing=False)
+        flavor = compute.find_flavor(t.flavor, ignore_missing=False)
+        networks: Any = [{"uuid": self._conn.network.find_network(n, ignore_missing=False).id} for n in t.networks]
+        kwargs: dict[str, Any] = {
+            "name": request.name,
+            "flavor_id": flavor.id,
+            "networks": networks or "auto",
+            "metadata": request.metadata,
+            "tags": [DESKPOOL_TAG, desktop_tag(request.desktop_id)],
+        }
+        if t.security_groups:
+            kwargs["security_groups"] = [{"name": g} for g in t.security_groups]
+        if t.user_data:
+            kwargs["user_data"] = base64.b64encode(t.user_data.encode()).decode()
+        if t.availability_zone:
+            kwargs["availability_zone"] = t.availability_zone
+        hints = dict(t.scheduler_hints)
+        if t.server_group:
+            hints["group"] = t.server_group
+        if hints:
+            kwargs["scheduler_hints"] = hints
+        if t.disk_size_gb is not None:
+            volume: dict[str, Any] = {
+                "boot_index": 0,
+                "uuid": image.id,
+                "source_type": "image",
+                "destination_type": "volume",
+                "volume_size": t.disk_size_gb,
+                "delete_on_termination": True,
+            }
+            if t.disk_type is not None:
+                volume["volume_type"] = t.disk_type.value
+            kwargs["block_device_mapping"] = [volume]
+        else:
+            kwargs["image_id"] = image.id
+        return self._info(compute.create_server(**kwargs))
+
+    def delete(self, server_id: str) -> None:
+        self._conn.compute.delete_server(server_id, ignore_missing=True)
+
+    def start(self, server_id: str) -> None:
+        self._conn.compute.start_server(server_id)
+
+    def stop(self, server_id: str) -> None:
+        self._conn.compute.stop_server(server_id)
+
+    def reboot(self, server_id: str, hard: bool) -> None:
+        self._conn.compute.reboot_server(server_id, "HARD" if hard else "SOFT")
+
+    def rebuild(self, server_id: str, image: str) -> None:
+        image_id = self._conn.image.find_image(image, ignore_missing=False).id
+        self._conn.compute.rebuild_server(server_id, image=image_id)
+
+    def console_output(self, server_id: str, lines: int) -> str:
+        """The server's console log, the last `lines` lines (the seeds' log extraction)."""
+        output = self._conn.compute.get_server_console_output(server_id, length=lines)
+        return str(output.get("output", ""))
+
+    def console_url(self, server_id: str) -> tuple[str, str]:
+        """A remote console for operators: SPICE where the cloud offers it, else noVNC."""
+        from openstack import exceptions
+
+        last: Exception | None = None
+        for protocol, kind in (("spice", "spice-html5"), ("vnc", "novnc")):
+            try:
+                console = self._conn.compute.create_console(server_id, console_type=kind, console_protocol=protocol)
+            except exceptions.HttpException as err:  # this cloud has no such console: try the next
+                last = err
+                continue
+            if console and console.get("url"):
+                return str(console.get("type", kind)), str(console["url"])
+        raise last or RuntimeError("the cloud offered no remote console")
+
+    @staticmethod
+    def _info(server: Any) -> ServerInfo:
+        address = None
+        for entries in (server.addresses or {}).values():
+            for entry in entries:
+                address = address or entry.get("addr")
+        image = server.image.id if server.image and getattr(server.image, "id", None) else None
+        flavor = getattr(server.flavor, "original_name", None) or getattr(server.flavor, "name", None)
+        fault = server.fault.get("message") if isinstance(getattr(server, "fault", None), dict) else None
+        return ServerInfo(
+            server.id,
+            server.name,
+            server.status,
+            address,
+            dict(server.metadata or {}),
+            image,
+            flavor,
+            getattr(server, "task_state", None),
+            fault,
+        )
+
+
+class CloudConnections:
+    """openstacksdk connections by (cloud, region), one per thread.
+
+    A Connection's session is not documented as thread-safe, and activities
+    run on a thread pool; a connection per thread avoids sharing one.
+    """
+
+    def __init__(self, clouds_yaml: Path | None, calls_per_second: float | None = None) -> None:
+        self._clouds_yaml = clouds_yaml
+        self._local = threading.local()
+        self._calls_per_second = calls_per_second
+        # One bucket per cloud, shared by all threads: the limit is the process's.
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def driver(self, cloud: str, region: str | None, project_id: str | None = None) -> CloudDriver:
+        cache: dict[tuple[str, str | None, str | None], CloudDriver] = self._local.__dict__.setdefault("drivers", {})
+        key = (cloud, region, project_id)
+        if key not in cache:
+            driver: CloudDriver = OpenStackDriver(connect(self._clouds_yaml, cloud, region, project_id))
+            if self._calls_per_second:
+                driver = rate_limited(driver, self.bucket(cloud))
+            cache[key] = driver
+        return cache[key]
+
+    def bucket(self, cloud: str) -> TokenBucket:
+        assert self._calls_per_second
+        with self._lock:
+            if cloud not in self._buckets:
+                self._buckets[cloud] = TokenBucket(self._calls_per_second)
+            return self._buckets[cloud]
+
+
+def connect(clouds_yaml: Path | None, cloud: str, region: str | None = None, project_id: str | None = None) -> Any:
+    """An openstacksdk Connection for a clouds.yaml entry (the default search path when None),
+    scoped to `project_id` instead of the entry's own project when given."""
+    import openstack
+    from openstack.config import loader
+
+    files = [str(clouds_yaml)] if clouds_yaml else None
+    config = loader.OpenStackConfig(config_files=files)
+    if project_id:
+        region_config = config.get_one(cloud=cloud, region_name=region, project_id=project_id)
+    else:
+        region_config = config.get_one(cloud=cloud, region_name=region)
+    return openstack.connection.Connection(config=region_config)

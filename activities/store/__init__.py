@@ -1,0 +1,1 @@
+"""The SQLModel store: pool configuration, the desktop read model, the audit log."""

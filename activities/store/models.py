@@ -1,0 +1,78 @@
+"""Tables of the store.
+
+The workflows are the source of truth for what exists and who holds it; these
+tables are (a) the pool configuration an administrator submitted, (b) a read
+model projected from the workflows by activities so the API can list thousands
+of desktops without querying thousands of workflows, and (c) the audit log.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(**kwargs: Any) -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, **kwargs))
+
+
+class PoolRecord(SQLModel, table=True):
+    __tablename__ = "pool"
+    __table_args__ = (UniqueConstraint("project", "name", name="uq_pool_project_name"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=128)
+    project: str = Field(default="default", max_length=64)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    template_version: int = 1
+    enabled: bool = True
+    # Projected from the pool workflow: claims in line, why creation is held back.
+    waiting: int = 0
+    restrained_reason: str = Field(default="", max_length=1000)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class DesktopRecord(SQLModel, table=True):
+    __tablename__ = "desktop"
+    __table_args__ = (
+        Index("ix_desktop_pool_state", "pool_id", "state"),
+        Index("ix_desktop_user", "user"),
+    )
+
+    id: str = Field(primary_key=True, max_length=128)
+    pool_id: str = Field(max_length=64)
+    name: str = Field(max_length=64)
+    state: str = Field(max_length=32)
+    user: str | None = Field(default=None, max_length=256)
+    template_version: int = 1
+    server_id: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=64)
+    # Workflow history events are ordered; a projection carrying an older
+    # sequence number than the row must not overwrite it (retries, reorders).
+    sequence: int = 0
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_pool_at", "pool_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Idempotency key: an activity retried after a crash writes the same key
+    # and the duplicate insert is ignored.
+    key: str = Field(max_length=200, unique=True)
+    at: datetime = _timestamp()
+    actor: str = Field(max_length=256)
+    action: str = Field(max_length=64)
+    pool_id: str | None = Field(default=None, max_length=64)
+    desktop_id: str | None = Field(default=None, max_length=128)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

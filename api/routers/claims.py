@@ -1,0 +1,87 @@
+"""Connect: a user's claim on a pool, answered with a desktop or a place in line."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Response, status
+from pydantic import BaseModel, Field
+from sqlmodel import Session, col, select
+
+from activities.directory import DirectoryUnavailable
+from activities.store.models import DesktopRecord
+from api.deps import DirectoryDep, EngineDep, GatewayDep, TemporalDep
+from api.routers.pools import load_pool
+from workflows.messages import ClaimOutcome, ClaimRequest, ClaimStatus, ClaimStatusInput, pool_workflow_id
+from workflows.pool_spec import entitlement_from_json
+from workflows.pool_workflow import PoolWorkflow
+
+router = APIRouter(prefix="/pools/{pool_id}/claims", tags=["claims"])
+HELD_STATES = ("starting", "assigned", "connected", "disconnected")
+STATUS_CODES = {
+    ClaimStatus.ASSIGNED: status.HTTP_200_OK,
+    ClaimStatus.WAITING: status.HTTP_202_ACCEPTED,
+    ClaimStatus.REJECTED: status.HTTP_409_CONFLICT,
+    ClaimStatus.EXPIRED: status.HTTP_410_GONE,
+    ClaimStatus.ENDED: status.HTTP_410_GONE,
+}
+
+
+class ClaimBody(BaseModel):
+    user: str = Field(min_length=1, max_length=256, description="the directory user claiming a desktop")
+
+
+@router.post(
+    "",
+    response_model=ClaimOutcome,
+    responses={202: {"model": ClaimOutcome}, 409: {"model": ClaimOutcome}, 410: {"model": ClaimOutcome}},
+)
+async def claim(
+    pool_id: str,
+    body: ClaimBody,
+    gateway: GatewayDep,
+    engine: EngineDep,
+    directory: DirectoryDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+) -> ClaimOutcome:
+    """Claim a desktop. Send an `Idempotency-Key` header: a retried request with the
+    same key never takes a second desktop. 200 assigned, 202 waiting in line
+    (poll `GET .../claims/{request_id}`), 403 not entitled, 409 rejected, 410 ended,
+    503 overloaded or directory unavailable (retry)."""
+    await require_entitlement(pool_id, body.user, engine, directory)
+    request_id = idempotency_key or uuid.uuid4().hex
+    outcome = await gateway.claim(pool_id, ClaimRequest(user=body.user, request_id=request_id))
+    response.status_code = STATUS_CODES[outcome.status]
+    return outcome
+
+
+async def require_entitlement(pool_id: str, user: str, engine: EngineDep, directory: DirectoryDep) -> None:
+    """Only users the pool's entitlement resolves to may claim (answers are cached)."""
+    entitlement = entitlement_from_json(load_pool(engine, pool_id).spec)
+    try:
+        entitled = (await directory.resolve_entitlement(entitlement)).includes(user)
+    except DirectoryUnavailable:
+        # A directory outage must not cost anyone the desktop they already hold.
+        if _holds_desktop(engine, pool_id, user):
+            return
+        raise
+    if not entitled:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"user: {user} is not entitled to pool {pool_id}")
+
+
+def _holds_desktop(engine: EngineDep, pool_id: str, user: str) -> bool:
+    query = select(DesktopRecord).where(
+        DesktopRecord.pool_id == pool_id, DesktopRecord.user == user, col(DesktopRecord.state).in_(HELD_STATES)
+    )
+    with Session(engine) as session:
+        return session.exec(query).first() is not None
+
+
+@router.get("/{request_id}", response_model=ClaimOutcome)
+async def claim_status(pool_id: str, request_id: str, temporal: TemporalDep) -> ClaimOutcome:
+    """Where a claim stands: assigned, waiting with its place in line, or ended."""
+    handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
+    outcome: ClaimOutcome = await handle.query(PoolWorkflow.claim_status, ClaimStatusInput(request_id))
+    return outcome

@@ -1,0 +1,33 @@
+"""The API process's one settings object (environment prefix DESKPOOL_)."""
+
+from __future__ import annotations
+
+import sys
+
+from pydantic import Field, ValidationError
+
+from activities.directory.settings import DirectorySettings
+from activities.settings import SharedSettings, describe_validation_error
+
+
+class ApiSettings(SharedSettings):
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    # Where operators open the Temporal UI; the API links pools and desktops there.
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    # A worker counts as polling when Temporal saw it within this many seconds.
+    worker_poll_window_s: float = Field(default=90.0, gt=0)
+    # The cloud reconciler each pool's cloud gets: how often it sweeps, and how
+    # long a tagged server nobody owns may live before it is deleted as an orphan.
+    reconcile_interval_s: float = Field(default=60.0, gt=0)
+    orphan_grace_s: float = Field(default=300.0, ge=0)
+    # Who may sign in and use which pool (DESKPOOL_DIRECTORY_*): the built-in
+    # demo directory by default, LDAP or Active Directory in production.
+    directory: DirectorySettings = Field(default_factory=DirectorySettings)
+
+
+def load_api_settings() -> ApiSettings:
+    try:
+        return ApiSettings()
+    except ValidationError as exc:
+        sys.exit(describe_validation_error(exc))

@@ -1,0 +1,25 @@
+"""Drive the real FastAPI app in-process: lifespan runs, dependencies can be overridden."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from api.main import create_app
+from api.settings import ApiSettings
+
+
+@asynccontextmanager
+async def api_client(
+    settings: ApiSettings, overrides: dict[Callable[..., Any], Callable[..., Any]] | None = None
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(settings)
+    app.dependency_overrides.update(overrides or {})
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://deskpool.test") as client:
+            yield app, client

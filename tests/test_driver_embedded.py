@@ -1,0 +1,75 @@
+"""The real openstacksdk driver against the embedded cloud: consoles and logs, crash-safe
+create, the 404-means-gone read, errors mapped once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.cloud import CloudActivities
+from activities.cloud_driver import CloudConnections
+from tools.embedded_cloud.runner import run_in_thread
+from workflows.activity_io import (
+    ConsoleOutputInput,
+    ConsoleUrlInput,
+    CreateServerInput,
+    DeleteServerInput,
+    ServerRef,
+)
+from workflows.pool_spec import Template
+
+
+@pytest.fixture(scope="module")
+def activities(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudActivities]:
+    clouds = tmp_path_factory.mktemp("cloud") / "clouds.yaml"
+    with run_in_thread(clouds_yaml=clouds):
+        yield CloudActivities(CloudConnections(clouds).driver, sleep=lambda _s: None)
+
+
+def provision(activities: CloudActivities, desktop_id: str) -> ServerRef:
+    request = CreateServerInput(
+        ServerRef("embedded", desktop_id),
+        name="drv-001",
+        pool_id="drv",
+        template_version=1,
+        template=Template(image="win11-golden", flavor="vdi.small", networks=["vdi-net"], security_groups=["vdi-rdp"]),
+        build_timeout_s=60,
+        poll_interval_s=0.05,
+    )
+    env = ActivityEnvironment()
+    first = env.run(activities.provision_server, request)
+    again = env.run(activities.provision_server, request)  # a retry after a crash
+    assert again.server_id == first.server_id  # found by its desktop tag, not made twice
+    return ServerRef("embedded", desktop_id, first.server_id)
+
+
+def test_console_output_and_remote_console(activities: CloudActivities) -> None:
+    ref = provision(activities, "drv.1")
+    env = ActivityEnvironment()
+    log = env.run(activities.console_output, ConsoleOutputInput(ref, lines=5))
+    assert 0 < len(log.output.splitlines()) <= 5
+    console = env.run(activities.console_url, ConsoleUrlInput(ref))
+    assert console.console_type in ("spice-html5", "novnc") and console.url.startswith("http")
+    env.run(activities.delete_server, DeleteServerInput(ref))
+
+
+def test_delete_is_idempotent_and_reads_of_a_gone_server_say_gone(activities: CloudActivities) -> None:
+    ref = provision(activities, "drv.2")
+    env = ActivityEnvironment()
+    assert env.run(activities.delete_server, DeleteServerInput(ref)).existed is True
+    assert env.run(activities.delete_server, DeleteServerInput(ref)).existed is False
+    assert activities.drivers("embedded", None, None).get(ref.server_id or "") is None
+
+
+def test_missing_image_is_a_non_retryable_error_naming_it(activities: CloudActivities, tmp_path: Path) -> None:
+    request = CreateServerInput(
+        ServerRef("embedded", "drv.3"), "drv-003", "drv", 1, Template(image="no-such-image", flavor="vdi.small")
+    )
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(activities.provision_server, request)
+    assert caught.value.non_retryable and caught.value.type == "CloudResourceNotFound"
+    assert "no-such-image" in str(caught.value)

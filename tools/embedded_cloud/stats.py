@@ -1,0 +1,70 @@
+"""Counters exposed by ``GET /_admin/stats`` (in memory, reset on restart)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+
+
+class RequestStats:
+    def __init__(self, now: float) -> None:
+        self.started_at = now
+        self.requests: Counter[str] = Counter()
+        self.responses_by_status: Counter[str] = Counter()
+        self.faults_injected: Counter[str] = Counter()
+        # Server actions by name (os-start, reboot, ...), all one route.
+        self.server_actions: Counter[str] = Counter()
+        self.creates = 0
+        self.deletes = 0
+        self.peak_concurrent_builds = 0
+        self.peak_requests_per_second = 0
+        # Requests seen in the current whole second (for the peak rate).
+        self._second = math.floor(now)
+        self._in_second = 0
+
+    def count_request(self, operation: str, now: float) -> None:
+        self.requests[operation] += 1
+        second = math.floor(now)
+        if second != self._second:
+            self._second, self._in_second = second, 0
+        self._in_second += 1
+        self.peak_requests_per_second = max(self.peak_requests_per_second, self._in_second)
+
+    def count_response(self, status: int) -> None:
+        self.responses_by_status[str(status)] += 1
+
+    def count_fault(self, kind: str) -> None:
+        self.faults_injected[kind] += 1
+
+    def observe_builds(self, in_flight: int) -> None:
+        self.peak_concurrent_builds = max(self.peak_concurrent_builds, in_flight)
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        return {
+            "uptime_seconds": round(now - self.started_at, 3),
+            "requests_total": sum(self.requests.values()),
+            "requests": dict(sorted(self.requests.items())),
+            "responses_by_status": dict(sorted(self.responses_by_status.items())),
+            "server_actions": dict(sorted(self.server_actions.items())),
+            "faults_injected": dict(sorted(self.faults_injected.items())),
+            "creates": self.creates,
+            "deletes": self.deletes,
+            "peak_concurrent_builds": self.peak_concurrent_builds,
+            "peak_requests_per_second": self.peak_requests_per_second,
+        }
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` accepted requests in any trailing 1 s window."""
+
+    def __init__(self) -> None:
+        self._accepted: deque[float] = deque()
+
+    def try_acquire(self, limit: float, now: float) -> float | None:
+        """None if accepted, else seconds until a slot frees up."""
+        while self._accepted and self._accepted[0] <= now - 1.0:
+            self._accepted.popleft()
+        if len(self._accepted) >= limit:
+            return self._accepted[0] + 1.0 - now
+        self._accepted.append(now)
+        return None

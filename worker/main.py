@@ -1,0 +1,111 @@
+"""Composition root of the worker process: settings -> clients -> activities -> worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.audit import AuditActivities
+from activities.cloud import CloudActivities
+from activities.cloud_driver import CloudConnections
+from activities.cloud_limits import CloudLimits
+from activities.projection import ProjectionActivities
+from activities.reconcile import ReconcileActivities
+from activities.store.database import make_engine
+from activities.store.migrate import upgrade
+from activities.temporal_connection import connect_temporal
+from worker.settings import WorkerSettings, load_worker_settings
+from workflows.desktop_workflow import DesktopWorkflow
+from workflows.pool_workflow import PoolWorkflow
+from workflows.reconcile_workflow import CloudReconcileWorkflow
+
+log = logging.getLogger("deskpool.worker")
+
+WORKFLOWS = [PoolWorkflow, DesktopWorkflow, CloudReconcileWorkflow]
+# The sandbox proxies the datetime module, and a dataclass field typed plainly
+# `datetime` then fails to decode (carried state across continue-as-new). The
+# SDK maintainers' remedy is to leave `datetime` unrestricted; the wall clock
+# stays out of workflows by tests/test_determinism_guard.py instead.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=dataclasses.replace(
+        SandboxRestrictions.default,
+        invalid_module_members=SandboxRestrictions.invalid_module_members_default.with_child_unrestricted("datetime"),
+    )
+)
+
+
+def cloud_activities(settings: WorkerSettings) -> CloudActivities:
+    """The cloud activities of this process: clouds.yaml, agent secrets, per-cloud slots."""
+    return CloudActivities(
+        CloudConnections(settings.clouds_yaml, settings.cloud_max_calls_per_second or None).driver,
+        agent_key=settings.secret_key_bytes(),
+        limits=CloudLimits(settings.cloud_max_concurrent_builds, settings.cloud_max_concurrent_deletes),
+    )
+
+
+def build_worker(
+    client: Client,
+    settings: WorkerSettings,
+    executor: ThreadPoolExecutor,
+    *,
+    engine: Engine | None = None,
+    cloud: CloudActivities | None = None,
+) -> Worker:
+    """Tests hand in activities on a fake cloud or their own engine; the process uses clouds.yaml."""
+    engine = engine or make_engine(settings.database_url)
+    cloud = cloud or cloud_activities(settings)
+    projection = ProjectionActivities(engine)
+    audit = AuditActivities(engine)
+    reconcile = ReconcileActivities(client, cloud.drivers, engine)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        workflow_runner=WORKFLOW_RUNNER,
+        activities=[
+            cloud.ensure_project,
+            cloud.provision_server,
+            cloud.create_server,
+            cloud.wait_server_active,
+            cloud.power_server,
+            cloud.rebuild_server,
+            cloud.delete_server,
+            cloud.console_output,
+            cloud.console_url,
+            projection.project_desktop,
+            projection.project_pool,
+            audit.record_audit_event,
+            reconcile.list_tagged_servers,
+            reconcile.survey_desktops,
+            reconcile.delete_orphan,
+        ],
+        # Store and cloud SDK calls are blocking; they run on this pool.
+        activity_executor=executor,
+        max_concurrent_activities=min(settings.max_concurrent_activities, executor._max_workers),
+        max_concurrent_local_activities=min(settings.max_concurrent_activities, executor._max_workers),
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+    )
+
+
+async def run(settings: WorkerSettings) -> None:
+    upgrade(settings.database_url)
+    client = await connect_temporal(settings)
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
+        worker = build_worker(client, settings, executor)
+        log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+        await worker.run()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_worker_settings()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(settings))

@@ -1,0 +1,31 @@
+"""The worker process's one settings object (environment prefix DESKPOOL_)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from activities.settings import SharedSettings, describe_validation_error
+
+
+class WorkerSettings(SharedSettings):
+    # openstacksdk's own conventions: a clouds.yaml file and a cloud name in it.
+    clouds_yaml: Path | None = None
+    max_concurrent_activities: int = Field(default=200, ge=1, le=10_000)
+    max_concurrent_workflow_tasks: int = Field(default=100, ge=1, le=10_000)
+    # Per cloud, per worker process: servers building (create until ACTIVE) and
+    # being deleted at once. The anchors' defaults are 30 and 15.
+    cloud_max_concurrent_builds: int = Field(default=30, ge=1, le=1000)
+    cloud_max_concurrent_deletes: int = Field(default=15, ge=1, le=1000)
+    # Per cloud, per worker process: cloud operations per second (0 = unlimited).
+    cloud_max_calls_per_second: float = Field(default=20.0, ge=0)
+
+
+def load_worker_settings() -> WorkerSettings:
+    """Validate the environment once at start; exit with a readable message."""
+    try:
+        return WorkerSettings()
+    except ValidationError as exc:
+        sys.exit(describe_validation_error(exc))

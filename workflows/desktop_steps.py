@@ -1,0 +1,234 @@
+"""The lifecycle steps of a desktop and their bookkeeping, shared by DesktopWorkflow.
+
+Each step drives the cloud through activities and records the transition once
+(`_changed`: event log, search attributes, read-model projection); `_report`
+tells the pool what it must know. DesktopWorkflow adds the run loop, the choice
+of the next step and the message handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+import workflows.pool_workflow as pool_wf  # module import: the two workflows refer to each other
+from workflows import search_attributes as sa
+from workflows.activity_io import (
+    CreateServerInput,
+    DeleteServerInput,
+    PowerAction,
+    PowerServerInput,
+    ProjectDesktopInput,
+    RebuildServerInput,
+    ServerRef,
+)
+from workflows.messages import (
+    DesktopReport,
+    DesktopSnapshot,
+    DesktopStatus,
+    DesktopWorkflowInput,
+    ReportKind,
+    pool_workflow_id,
+)
+from workflows.pool_spec import Assignment, ReleasePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.cloud import CloudActivities
+    from activities.projection import ProjectionActivities
+
+CLOUD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+EVENTS_KEPT = 50
+
+
+class DesktopSteps:
+    # Set by DesktopWorkflow.__init__.
+    input: DesktopWorkflowInput
+    snap: DesktopSnapshot
+    projections: list[Any]
+    projection_due: bool
+
+    async def _provision(self) -> None:
+        ref = self._ref()
+        try:
+            active = await workflow.execute_activity_method(
+                CloudActivities.provision_server,
+                CreateServerInput(
+                    ref, self.input.name, self.input.pool_id, self.input.template_version, self.input.template
+                ),
+                start_to_close_timeout=timedelta(minutes=15),
+                schedule_to_close_timeout=timedelta(minutes=45),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=CLOUD_RETRY,
+            )
+            self.snap.server_id = active.server_id
+            self.snap.address = active.address
+            if not self.input.power_on:
+                await self._power(PowerAction.STOP)
+        except ActivityError as err:
+            await self._destroy(f"provisioning failed: {cause_of(err)}", failed=True, failure_type=cause_type_of(err))
+            return
+        self.snap.powered_on = self.input.power_on
+        self._become_idle("ready" if self.input.power_on else "standby")
+        await self._report(ReportKind.READY)
+
+    async def _release(self, reason: str) -> None:
+        spec = self.input.spec
+        self.snap.status = DesktopStatus.RELEASING
+        self.snap.pending_command = None
+        self._changed(f"released: {reason}")
+        await self._report(ReportKind.RELEASED, reason=reason)
+        if spec.assignment is Assignment.PERSONAL:
+            self._become_idle("unassigned")
+            await self._report(ReportKind.READY)
+        elif spec.release is ReleasePolicy.DESTROY:
+            await self._destroy(reason, failed=False)
+        elif spec.release is ReleasePolicy.REVERT:
+            await self._revert()
+        else:
+            self.snap.status = DesktopStatus.AWAITING_RETURN
+            self.snap.user = self.snap.request_id = None
+            self._changed("awaiting return by an administrator")
+            await self._report(ReportKind.AWAITING_RETURN)
+
+    async def _revert(self) -> None:
+        self.snap.status = DesktopStatus.RELEASING
+        self._changed("reverting to template")
+        try:
+            done = await workflow.execute_activity_method(
+                CloudActivities.rebuild_server,
+                RebuildServerInput(self._ref(), self.input.template.image),
+                start_to_close_timeout=timedelta(minutes=12),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=CLOUD_RETRY,
+            )
+        except ActivityError as err:
+            await self._destroy(f"revert failed: {cause_of(err)}", failed=True)
+            return
+        self.snap.address = done.address or self.snap.address
+        self.snap.powered_on = True
+        self._become_idle("reverted")
+        await self._report(ReportKind.READY)
+
+    async def _set_idle_power(self, on: bool) -> None:
+        if on != self.snap.powered_on:
+            try:
+                await self._power(PowerAction.START if on else PowerAction.STOP)
+            except ActivityError as err:
+                await self._destroy(f"power {'on' if on else 'off'} failed: {cause_of(err)}", failed=True)
+                return
+            self.snap.powered_on = on
+            self._become_idle("powered on" if on else "powered off")
+        await self._report(ReportKind.READY)
+
+    async def _destroy(self, reason: str, failed: bool, failure_type: str = "") -> None:
+        """Delete the server (waiting until it is gone), then tell the pool."""
+        if failed:
+            self.snap.status = DesktopStatus.FAILED
+            self._changed(reason)
+        await workflow.execute_activity_method(
+            CloudActivities.delete_server,
+            DeleteServerInput(self._ref()),
+            start_to_close_timeout=timedelta(minutes=11),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)),
+        )
+        self.snap.status = DesktopStatus.FAILED if failed else DesktopStatus.DESTROYED
+        self.snap.user = self.snap.request_id = None
+        self._changed(f"destroyed: {reason}", gone=True)
+        await self._report(ReportKind.GONE, failed=failed, reason=reason, failure_type=failure_type)
+
+    async def _power(self, action: PowerAction) -> None:
+        await workflow.execute_activity_method(
+            CloudActivities.power_server,
+            PowerServerInput(self._ref(), action),
+            start_to_close_timeout=timedelta(minutes=6),
+            # 409s are retried, but not forever: a server stuck in a wrong state fails the desktop.
+            schedule_to_close_timeout=timedelta(minutes=15),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=CLOUD_RETRY,
+        )
+
+    def _ref(self) -> ServerRef:
+        spec = self.input.spec
+        return ServerRef(spec.cloud, self.input.desktop_id, self.snap.server_id, spec.region, self.input.project_id)
+
+    def _become_idle(self, event: str) -> None:
+        self.snap.status = DesktopStatus.READY if self.snap.powered_on else DesktopStatus.STANDBY
+        self.snap.user = self.snap.request_id = None
+        self.snap.assigned_at = self.snap.connected_at = self.snap.session_started_at = None
+        self.snap.disconnected_at = self.snap.idle_since = None
+        self._changed(event)
+
+    def _changed(self, event: str, gone: bool = False) -> None:
+        """Record a transition: event log, search attributes, read-model projection."""
+        self.projection_due = False
+        self.snap.sequence += 1
+        now = workflow.now()
+        self.snap.events.append(f"{now.isoformat()} {self.snap.status.value}: {event}")
+        del self.snap.events[:-EVENTS_KEPT]
+        workflow.upsert_search_attributes(
+            [sa.STATE.value_set(self.snap.status.value), sa.USER.value_set(self.snap.user or "")]
+        )
+        projection = ProjectDesktopInput(
+            desktop_id=self.input.desktop_id,
+            pool_id=self.input.pool_id,
+            name=self.input.name,
+            state=self.snap.status.value,
+            template_version=self.input.template_version,
+            sequence=self.snap.sequence,
+            at=now,
+            user=self.snap.user,
+            server_id=self.snap.server_id,
+            address=self.snap.address,
+            event=event,
+            gone=gone,
+        )
+        # Not awaited: a slow read model must not hold up the desktop; the
+        # sequence number keeps late writes from rolling a row back.
+        self.projections = [p for p in self.projections if not p.done()]
+        self.projections.append(
+            workflow.start_local_activity_method(
+                ProjectionActivities.project_desktop,
+                projection,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=PROJECTION_RETRY,
+            )
+        )
+
+    async def _report(self, kind: ReportKind, **fields: Any) -> None:
+        report = DesktopReport(
+            desktop_id=self.input.desktop_id,
+            kind=kind,
+            powered_on=self.snap.powered_on,
+            address=self.snap.address,
+            **fields,
+        )
+        pool = workflow.get_external_workflow_handle_for(pool_wf.PoolWorkflow.run, pool_workflow_id(self.input.pool_id))
+        try:
+            await pool.signal(pool_wf.PoolWorkflow.report, report)
+        except ApplicationError as err:
+            # The pool is gone (removed with a cascade); the desktop finishes alone.
+            workflow.logger.warning("pool %s did not take report %s: %s", self.input.pool_id, kind, err)
+
+    async def _drain(self) -> None:
+        """Before continue-as-new or completion: projections written, handlers done."""
+        if self.projections:
+            await asyncio.gather(*self.projections)
+            self.projections = []
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+
+def cause_type_of(err: ActivityError) -> str:
+    cause = err.cause
+    return cause.type or "" if isinstance(cause, ApplicationError) else ""
+
+
+def cause_of(err: ActivityError) -> str:
+    cause = err.cause
+    return str(cause) if cause is not None else str(err)

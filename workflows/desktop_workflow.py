@@ -1,0 +1,245 @@
+"""DesktopWorkflow: one desktop from provisioning to destroyed (or reverted, again and again).
+
+provision -> ready/standby -> assigned -> connected <-> disconnected -> released
+-> destroyed | reverted (ready again) | awaiting return (manual pools).
+It owns the session timers; they are durable timers, so a dead worker loses
+none. Failures are cleaned up (the server deleted) and reported, never kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.activity_io import PowerAction
+from workflows.desktop_steps import DesktopSteps, cause_of
+from workflows.messages import (
+    AssignInput,
+    DesktopSnapshot,
+    DesktopStatus,
+    DesktopStatusInput,
+    DesktopStatusResult,
+    DesktopWorkflowInput,
+    DesktopWorkflowResult,
+    PowerInput,
+    ReleaseInput,
+    ReleaseResult,
+    RemoveInput,
+    ReportKind,
+    ReturnInput,
+    ServerLostInput,
+    SessionEvent,
+    SessionEventKind,
+)
+from workflows.pool_spec import Assignment
+from workflows.session_rules import SESSION_STATES, TimerAction, apply_session_event, next_deadline
+
+RELEASABLE = (*SESSION_STATES, DesktopStatus.STARTING)
+IDLE = (DesktopStatus.READY, DesktopStatus.STANDBY)
+
+
+@workflow.defn
+class DesktopWorkflow(DesktopSteps):
+    @workflow.init
+    def __init__(self, input: DesktopWorkflowInput) -> None:
+        self.input = input
+        self.snap = input.carried or DesktopSnapshot(status=DesktopStatus.PROVISIONING, powered_on=input.power_on)
+        self.assigns: list[AssignInput] = []
+        self.release_request: ReleaseInput | None = None
+        self.remove_request: RemoveInput | None = None
+        self.power_request: PowerInput | None = None
+        self.return_request: ReturnInput | None = None
+        self.lost: ServerLostInput | None = None
+        # Agent events that arrived before the assignment they belong to was taken.
+        self.deferred_events: list[SessionEvent] = []
+        self.projection_due = False
+        self.wake = False
+        self.projections: list[Any] = []
+
+    # --- the run loop --------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: DesktopWorkflowInput) -> DesktopWorkflowResult:
+        if self.snap.status is DesktopStatus.PROVISIONING:
+            await self._provision()
+        while self.snap.status not in (DesktopStatus.DESTROYED, DesktopStatus.FAILED):
+            if workflow.info().is_continue_as_new_suggested() and not self._requests_pending():
+                await self._drain()
+                workflow.continue_as_new(dataclasses.replace(self.input, carried=self.snap))
+            deadline = next_deadline(self.snap, input.spec.timers, input.spec.assignment)
+            timeout = (deadline.at - workflow.now()) if deadline else None
+            if timeout is None or timeout.total_seconds() > 0:
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(lambda: self.wake, timeout=timeout)
+            self.wake = False
+            while await self._step():
+                if self.snap.status in (DesktopStatus.DESTROYED, DesktopStatus.FAILED):
+                    break
+        await self._drain()
+        return DesktopWorkflowResult(
+            input.desktop_id, self.snap.status, self.snap.events[-1] if self.snap.events else ""
+        )
+
+    def _requests_pending(self) -> bool:
+        """Signals taken but not yet acted on: act first, continue as new after."""
+        return bool(
+            self.assigns or self.release_request or self.remove_request or self.power_request
+            or self.return_request or self.lost or self.deferred_events
+        )  # fmt: skip
+
+    async def _step(self) -> bool:
+        """Act on the most urgent request or timer; True when something was done, so the
+        loop keeps stepping until nothing actionable is left before it sleeps again."""
+        status = self.snap.status
+        if self.lost is not None and status not in (DesktopStatus.PROVISIONING, DesktopStatus.RELEASING):
+            lost, self.lost = self.lost, None
+            if self.snap.user and self.snap.request_id and status is DesktopStatus.STARTING:
+                await self._report(ReportKind.ASSIGNMENT_REJECTED, user=self.snap.user, request_id=self.snap.request_id)
+            await self._destroy(f"replaced: {lost.reason}", failed=True)
+            return True
+        if self.remove_request and status in IDLE:
+            await self._destroy(self.remove_request.reason, failed=False)
+            return True
+        if self.release_request and status in RELEASABLE:
+            request, self.release_request = self.release_request, None
+            await self._release(request.reason)
+            return True
+        if self.return_request and status is DesktopStatus.AWAITING_RETURN:
+            self.return_request = None
+            await self._revert()
+            return True
+        if self.assigns:
+            await self._take_assignments()
+            return True
+        if self.release_request:
+            # It was for an assignment that never took: it must not end the next user's session.
+            self.release_request = None
+        if self.power_request and status in IDLE:
+            power, self.power_request = self.power_request, None
+            await self._set_idle_power(power.on)
+            return True
+        deadline = next_deadline(self.snap, self.input.spec.timers, self.input.spec.assignment)
+        if deadline and deadline.at <= workflow.now():
+            if deadline.action is TimerAction.RELEASE:
+                await self._release(deadline.reason)
+            else:
+                self.snap.status = DesktopStatus.DISCONNECTED
+                self.snap.disconnected_at = workflow.now()
+                self.snap.pending_command = "disconnect"
+                self._changed(deadline.reason)
+            return True
+        if self.projection_due:
+            self._changed("session")
+        return False
+
+    # --- steps the loop chooses (the cloud steps are in DesktopSteps) ---------------
+
+    async def _take_assignments(self) -> None:
+        first, *others = self.assigns
+        self.assigns = []
+        for extra in others:  # the pool never sends two; answer them anyway
+            await self._report(ReportKind.ASSIGNMENT_REJECTED, user=extra.user, request_id=extra.request_id)
+        if self.snap.status not in IDLE:
+            await self._report(ReportKind.ASSIGNMENT_REJECTED, user=first.user, request_id=first.request_id)
+            return
+        now = workflow.now()
+        self.snap.user, self.snap.request_id, self.snap.assigned_at = first.user, first.request_id, now
+        self.snap.connected_at = self.snap.session_started_at = self.snap.disconnected_at = None
+        self.snap.idle_since = None
+        if not self.snap.powered_on:
+            self.snap.status = DesktopStatus.STARTING
+            self._changed("assigned, starting")
+            try:
+                await self._power(PowerAction.START)
+            except ActivityError as err:
+                # The user goes back to the head of the line, not lost.
+                await self._report(ReportKind.ASSIGNMENT_REJECTED, user=first.user, request_id=first.request_id)
+                await self._destroy(f"could not start for its user: {cause_of(err)}", failed=True)
+                return
+            self.snap.powered_on = True
+        self.snap.status = DesktopStatus.ASSIGNED
+        self._changed("assigned")
+        deferred, self.deferred_events = self.deferred_events, []
+        for event in deferred:
+            self._apply_event(event)
+
+    # --- messages ------------------------------------------------------------------------
+
+    @workflow.signal
+    def assign(self, request: AssignInput) -> None:
+        self.assigns.append(request)
+        self.wake = True
+
+    @workflow.signal
+    def session_event(self, event: SessionEvent) -> None:
+        if self.assigns or self.snap.status is DesktopStatus.STARTING:
+            # The user's connect may overtake the pool's assignment: keep it for then.
+            self.deferred_events.append(event)
+            return
+        self._apply_event(event)
+
+    def _apply_event(self, event: SessionEvent) -> None:
+        wants_release = apply_session_event(self.snap, event.kind, workflow.now())
+        if event.kind is SessionEventKind.CONNECT:
+            self.snap.pending_command = None
+        if wants_release and self.input.spec.assignment is Assignment.FLOATING:
+            self.release_request = ReleaseInput(reason="user logged off")
+        elif wants_release:
+            apply_session_event(self.snap, SessionEventKind.DISCONNECT, workflow.now())
+        self.projection_due = True
+        self.wake = True
+
+    @workflow.signal
+    def remove(self, request: RemoveInput) -> None:
+        self.remove_request = request
+        self.wake = True
+
+    @workflow.signal
+    def power(self, request: PowerInput) -> None:
+        self.power_request = request
+        self.wake = True
+
+    @workflow.signal
+    def return_desktop(self, request: ReturnInput) -> None:
+        self.return_request = request
+        self.wake = True
+
+    @workflow.signal
+    def server_lost(self, lost: ServerLostInput) -> None:
+        self.lost = lost
+        self.wake = True
+
+    @workflow.update
+    def release(self, request: ReleaseInput) -> ReleaseResult:
+        if request.immediate:
+            self.release_request = request
+        else:
+            self._apply_event(SessionEvent(SessionEventKind.DISCONNECT))
+        self.wake = True
+        return ReleaseResult(accepted=True, status=self.snap.status)
+
+    @release.validator
+    def _validate_release(self, request: ReleaseInput) -> None:
+        # A Release may overtake the pool's assignment it follows: accept it then too.
+        if self.snap.status not in RELEASABLE and not self.assigns:
+            raise ApplicationError(f"desktop is {self.snap.status.value}, not in use: nothing to release")
+
+    @workflow.query
+    def status(self, _: DesktopStatusInput) -> DesktopStatusResult:
+        return DesktopStatusResult(
+            desktop_id=self.input.desktop_id,
+            pool_id=self.input.pool_id,
+            name=self.input.name,
+            template_version=self.input.template_version,
+            snapshot=self.snap,
+            pending_command=self.snap.pending_command,
+            events=list(self.snap.events),
+            cloud=self.input.spec.cloud,
+            region=self.input.spec.region,
+            image=self.input.template.image,
+            flavor=self.input.template.flavor,
+        )

@@ -1,0 +1,145 @@
+"""Pure decisions of a pool: how many desktops to create, start, power off or remove,
+which number a new desktop gets, which idle desktop a claim receives.
+
+No I/O and no clock here: the pool workflow calls these with its state and
+carries out the answer; tests call them with plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from workflows.messages import PoolCounts
+from workflows.pool_spec import Assignment, PoolSpec, ReleasePolicy
+
+
+class Slot(StrEnum):
+    """A desktop as its pool sees it (coarser than the desktop's own status)."""
+
+    PROVISIONING = "provisioning"
+    READY = "ready"
+    STANDBY = "standby"
+    ASSIGNED = "assigned"
+    RELEASING = "releasing"  # being reverted (comes back) or destroyed (does not)
+    AWAITING_RETURN = "awaiting_return"
+    REMOVING = "removing"  # leaving the pool: scale-down, recreate
+
+
+@dataclass
+class ReconcilePlan:
+    create_running: int = 0
+    create_standby: int = 0
+    start_standby: int = 0
+    stop_ready: int = 0
+    remove_idle: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.create_running or self.create_standby or self.start_standby or self.stop_ready or self.remove_idle
+        )
+
+
+def has_warm_tier(spec: PoolSpec) -> bool:
+    """Revert and manual floating pools keep desktops beyond the reserve powered off."""
+    return spec.assignment is Assignment.FLOATING and spec.release is not ReleasePolicy.DESTROY
+
+
+def plan_reconcile(
+    spec: PoolSpec, counts: PoolCounts, provisioning_running: int, starting: int, may_create: bool = True
+) -> ReconcilePlan:
+    """What brings the pool to its targets from here.
+
+    Targets: live desktops within [min, max]; idle running desktops (plus those
+    on their way up) >= prestarted + claims waiting in line; creations in flight
+    <= the pool's concurrency. Desktops being created count as on their way, so
+    a burst of events never creates twice for one need.
+    """
+    plan = ReconcilePlan()
+    # Standby desktops being started are live too (counts leaves them out).
+    live = counts.live + starting
+    # Removals in flight are already leaving: never remove for the same excess twice.
+    staying = live - counts.removing
+    waiting = counts.waiting if spec.enabled else 0
+
+    if staying > spec.max_desktops:
+        plan.remove_idle = min(staying - spec.max_desktops, counts.ready + counts.standby)
+        return plan
+
+    reserve = spec.prestarted if spec.assignment is Assignment.FLOATING else 0
+    on_the_way_up = counts.ready + provisioning_running + starting
+    need_running = max(0, reserve + waiting - on_the_way_up)
+
+    plan.start_standby = min(need_running, counts.standby)
+    need_running -= plan.start_standby
+
+    room = spec.max_desktops - live
+    in_flight_room = max(0, spec.max_concurrent_creations - counts.provisioning)
+    if may_create:
+        plan.create_running = min(need_running, room, in_flight_room)
+        room -= plan.create_running
+        in_flight_room -= plan.create_running
+        below_min = max(0, spec.min_desktops - live - plan.create_running)
+        plan.create_standby = min(below_min, room, in_flight_room)
+        if not has_warm_tier(spec):
+            # Only revert/manual pools have a powered-off tier.
+            plan.create_running += plan.create_standby
+            plan.create_standby = 0
+
+    excess_ready = counts.ready - reserve - waiting
+    if excess_ready > 0 and plan.start_standby == 0:
+        if has_warm_tier(spec):
+            plan.stop_ready = excess_ready
+        elif spec.assignment is Assignment.FLOATING:
+            # Destroy pools: an idle desktop beyond the reserve and min goes.
+            plan.remove_idle = min(excess_ready, max(0, staying - spec.min_desktops))
+    return plan
+
+
+def lowest_free_numbers(used: Iterable[int], how_many: int) -> list[int]:
+    """Desktop numbers are reused once a desktop is gone; never two live ones alike."""
+    taken = set(used)
+    numbers: list[int] = []
+    candidate = 1
+    while len(numbers) < how_many:
+        if candidate not in taken:
+            numbers.append(candidate)
+        candidate += 1
+    return numbers
+
+
+@dataclass
+class IdleCandidate:
+    desktop_id: str
+    number: int
+    slot: Slot
+    template_version: int
+
+
+def pick_for_claim(idle: Sequence[IdleCandidate], current_version: int) -> IdleCandidate | None:
+    """Running before powered off (no wait), current template first, then lowest number."""
+    usable = [c for c in idle if c.slot in (Slot.READY, Slot.STANDBY)]
+    if not usable:
+        return None
+    return min(usable, key=lambda c: (c.slot is not Slot.READY, c.template_version != current_version, c.number))
+
+
+def pick_for_removal(idle: Sequence[IdleCandidate], how_many: int, current_version: int) -> list[IdleCandidate]:
+    """Powered-off first, old template first, highest number first: assigned never."""
+    usable = [c for c in idle if c.slot in (Slot.READY, Slot.STANDBY)]
+    usable.sort(key=lambda c: (c.slot is not Slot.STANDBY, c.template_version == current_version, -c.number))
+    return usable[:how_many]
+
+
+def pick_for_power_off(idle: Sequence[IdleCandidate], how_many: int, current_version: int) -> list[IdleCandidate]:
+    running = [c for c in idle if c.slot is Slot.READY]
+    running.sort(key=lambda c: (c.template_version == current_version, -c.number))
+    return running[:how_many]
+
+
+def pick_for_start(idle: Sequence[IdleCandidate], how_many: int, current_version: int) -> list[IdleCandidate]:
+    standby = [c for c in idle if c.slot is Slot.STANDBY]
+    standby.sort(key=lambda c: (c.template_version != current_version, c.number))
+    return standby[:how_many]

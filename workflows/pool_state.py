@@ -1,0 +1,353 @@
+"""A pool's durable state and the bookkeeping on it: claims, the line, desktop reports.
+
+Plain code over one dataclass, no awaits: the pool workflow's handlers call it
+atomically, continue-as-new carries the dataclass, tests drive it directly.
+The pool is the only authority on who holds which desktop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from workflows.activity_io import CloudErrorType
+from workflows.messages import (
+    ClaimOutcome,
+    ClaimRequest,
+    ClaimStatus,
+    DesktopReport,
+    PoolCounts,
+    ReportKind,
+)
+from workflows.planning import IdleCandidate, Slot, pick_for_claim
+from workflows.pool_spec import Assignment, PoolSpec, Template
+
+RESTRAIN_AFTER_FAILURES = 3
+# Cloud answers no retry can fix (quota, a bad request, a missing image or
+# flavor): the pool is restrained at the first one, with the cloud's reason.
+RESTRAIN_AT_ONCE = (CloudErrorType.QUOTA, CloudErrorType.BAD_REQUEST, CloudErrorType.NOT_FOUND)
+FINISHED_CLAIMS_KEPT = 1000
+
+
+@dataclass
+class PoolDesktop:
+    desktop_id: str
+    number: int
+    name: str
+    template_version: int
+    slot: Slot
+    powered_on: bool = True
+    starting: bool = False
+    address: str | None = None
+    user: str | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class WaitingClaim:
+    user: str
+    request_id: str
+    queued_at: datetime
+
+
+@dataclass
+class TemplateVersion:
+    version: int
+    template: Template
+
+
+@dataclass
+class Outgoing:
+    """A signal owed to a desktop; kept in state so continue-as-new cannot drop it."""
+
+    desktop_id: str
+    kind: str  # "assign" | "remove" | "power"
+    user: str = ""
+    request_id: str = ""
+    on: bool = True
+    reason: str = ""
+
+
+@dataclass
+class PoolState:
+    pool_id: str
+    spec: PoolSpec
+    template_version: int = 1
+    templates: list[TemplateVersion] = field(default_factory=list)
+    desktops: list[PoolDesktop] = field(default_factory=list)
+    queue: list[WaitingClaim] = field(default_factory=list)
+    outbox: list[Outgoing] = field(default_factory=list)
+    finished_claims: list[ClaimOutcome] = field(default_factory=list)
+    # A repeated Connect under a new request id, to the request it repeats.
+    aliases: dict[str, str] = field(default_factory=dict)
+    next_seq: int = 1
+    consecutive_failures: int = 0
+    restrained_until: datetime | None = None
+    restrained_reason: str = ""
+    # The cloud project the desktops live in, once resolved (or created).
+    project_id: str | None = None
+    # The name chosen for an auto-created project, kept so a retry finds it.
+    project_name: str | None = None
+
+
+class PoolBook:
+    """Indexes over PoolState plus the operations that change it."""
+
+    def __init__(self, state: PoolState) -> None:
+        self.state = state
+        if not state.templates:
+            state.templates.append(TemplateVersion(state.template_version, state.spec.template))
+        self.by_id = {d.desktop_id: d for d in state.desktops}
+
+    # --- queries ---------------------------------------------------------------
+
+    def counts(self) -> PoolCounts:
+        c = PoolCounts(waiting=len(self.state.queue))
+        for d in self.state.desktops:
+            if d.slot is Slot.STANDBY and d.starting:
+                continue  # on its way up: counted by starting()
+            setattr(c, d.slot.value, getattr(c, d.slot.value) + 1)
+        return c
+
+    def starting(self) -> int:
+        return sum(1 for d in self.state.desktops if d.slot is Slot.STANDBY and d.starting)
+
+    def provisioning_running(self) -> int:
+        return sum(1 for d in self.state.desktops if d.slot is Slot.PROVISIONING and d.powered_on)
+
+    def idle(self) -> list[IdleCandidate]:
+        return [
+            IdleCandidate(d.desktop_id, d.number, d.slot, d.template_version)
+            for d in self.state.desktops
+            if d.slot in (Slot.READY, Slot.STANDBY)
+        ]
+
+    def template(self, version: int) -> Template:
+        return next(t.template for t in self.state.templates if t.version == version)
+
+    def held_by(self, user: str) -> list[PoolDesktop]:
+        return [d for d in self.state.desktops if d.user == user and d.slot is Slot.ASSIGNED]
+
+    def outcome_for(self, request_id: str) -> ClaimOutcome | None:
+        original = self.state.aliases.get(request_id)
+        if original is not None:
+            known = self.outcome_for(original)
+            if known is not None:
+                known.request_id = request_id
+            return known
+        for d in self.state.desktops:
+            if d.request_id == request_id and d.slot is Slot.ASSIGNED:
+                return self._assigned(d)
+        for position, waiting in enumerate(self.state.queue, start=1):
+            if waiting.request_id == request_id:
+                return self._waiting(waiting, position)
+        for finished in reversed(self.state.finished_claims):
+            if finished.request_id == request_id:
+                return finished
+        return None
+
+    # --- claims ------------------------------------------------------------------
+
+    def claim(self, request: ClaimRequest, now: datetime) -> ClaimOutcome:
+        known = self.outcome_for(request.request_id)
+        if known is not None:
+            return known
+        spec = self.state.spec
+        held = self.held_by(request.user)
+        queued = [w for w in self.state.queue if w.user == request.user]
+        if spec.assignment is Assignment.PERSONAL:
+            if held:
+                return self._repeat(request, held[0].request_id)
+            return self._finish(request, ClaimStatus.REJECTED, "no desktop of this personal pool is assigned to you")
+        if spec.max_desktops_per_user == 1 and (held or queued):
+            # One desktop per user: a repeated Connect gets the same desktop
+            # (or the same place in line), even while the pool is disabled.
+            return self._repeat(request, held[0].request_id if held else queued[0].request_id)
+        if not spec.enabled:
+            return self._finish(request, ClaimStatus.REJECTED, "pool is disabled: no new claims")
+        if len(held) + len(queued) >= spec.max_desktops_per_user:
+            return self._finish(
+                request, ClaimStatus.REJECTED, f"per-user maximum of {spec.max_desktops_per_user} desktops reached"
+            )
+        if not self.state.queue:
+            outcome = self._assign_idle(request.user, request.request_id)
+            if outcome is not None:
+                return outcome
+        waiting = WaitingClaim(request.user, request.request_id, now)
+        self.state.queue.append(waiting)
+        return self._waiting(waiting, len(self.state.queue))
+
+    def _repeat(self, request: ClaimRequest, original: str | None) -> ClaimOutcome:
+        if original is not None and original != request.request_id:
+            self.state.aliases[request.request_id] = original
+            while len(self.state.aliases) > FINISHED_CLAIMS_KEPT:
+                del self.state.aliases[next(iter(self.state.aliases))]
+        known = self.outcome_for(request.request_id)
+        assert known is not None
+        return known
+
+    def serve_queue(self) -> None:
+        """First come, first served: each idle desktop goes to the head of the line."""
+        while self.state.queue:
+            head = self.state.queue[0]
+            if self._assign_idle(head.user, head.request_id) is None:
+                return
+            self.state.queue.pop(0)
+
+    def expire_claims(self, now: datetime) -> None:
+        limit = timedelta(seconds=self.state.spec.timers.claim_wait_timeout_s)
+        keep: list[WaitingClaim] = []
+        for waiting in self.state.queue:
+            if now - waiting.queued_at >= limit:
+                request = ClaimRequest(waiting.user, waiting.request_id)
+                self._finish(request, ClaimStatus.EXPIRED, "waited longer than the pool's claim wait timeout")
+            else:
+                keep.append(waiting)
+        self.state.queue = keep
+
+    def next_claim_expiry(self) -> datetime | None:
+        if not self.state.queue:
+            return None
+        return self.state.queue[0].queued_at + timedelta(seconds=self.state.spec.timers.claim_wait_timeout_s)
+
+    # --- reports from desktops ---------------------------------------------------
+
+    def report(self, report: DesktopReport, now: datetime) -> None:
+        desktop = self.by_id.get(report.desktop_id)
+        if desktop is None:
+            return  # a late report from a desktop already gone
+        if report.kind is ReportKind.READY:
+            if desktop.slot in (Slot.PROVISIONING, Slot.RELEASING, Slot.AWAITING_RETURN, Slot.STANDBY, Slot.READY):
+                if desktop.slot is Slot.PROVISIONING:
+                    self.state.consecutive_failures = 0
+                    self.state.restrained_reason = ""
+                    self.state.restrained_until = None
+                desktop.slot = Slot.READY if report.powered_on else Slot.STANDBY
+                desktop.powered_on = report.powered_on
+                desktop.starting = False
+                desktop.address = report.address or desktop.address
+                desktop.user = desktop.request_id = None
+        elif report.kind is ReportKind.ASSIGNMENT_REJECTED:
+            desktop.slot, desktop.user, desktop.request_id = Slot.REMOVING, None, None
+            if report.user and report.request_id:
+                self.state.queue.insert(0, WaitingClaim(report.user, report.request_id, now))
+        elif report.kind is ReportKind.RELEASED:
+            self._end_claim(desktop)
+            if desktop.slot is not Slot.REMOVING:
+                desktop.slot = Slot.RELEASING
+            desktop.user = desktop.request_id = None
+        elif report.kind is ReportKind.AWAITING_RETURN:
+            desktop.slot, desktop.user, desktop.request_id = Slot.AWAITING_RETURN, None, None
+        elif report.kind is ReportKind.GONE:
+            self._end_claim(desktop)
+            self.state.desktops.remove(desktop)
+            del self.by_id[desktop.desktop_id]
+            if report.failed:
+                self._count_failure(report.reason, now, report.failure_type)
+
+    def _end_claim(self, desktop: PoolDesktop) -> None:
+        """Remember how a claim ended, so a late retry of it never takes a second desktop."""
+        if desktop.slot is Slot.ASSIGNED and desktop.user and desktop.request_id:
+            request = ClaimRequest(desktop.user, desktop.request_id)
+            self._finish(request, ClaimStatus.ENDED, f"desktop {desktop.name} has been released")
+
+    def _count_failure(self, reason: str, now: datetime, failure_type: str = "") -> None:
+        """Back off after repeated failures instead of hammering a broken cloud or image.
+
+        Restrained pools try again by themselves after the backoff: the first
+        desktop that comes up clears the state (the anchors freeze for good).
+        """
+        self.state.consecutive_failures += 1
+        failures = self.state.consecutive_failures
+        at_once = failure_type in RESTRAIN_AT_ONCE
+        if failures >= RESTRAIN_AFTER_FAILURES or at_once:
+            backoff = min(30 * 2 ** max(0, failures - (1 if at_once else RESTRAIN_AFTER_FAILURES)), 600)
+            self.state.restrained_until = now + timedelta(seconds=backoff)
+            self.state.restrained_reason = (
+                f"{failures} desktops failed in a row, last: {reason}; retrying in {backoff}s"
+            )
+
+    # --- changes the workflow carries out ----------------------------------------
+
+    def add_desktop(self, number: int, powered_on: bool) -> PoolDesktop:
+        state = self.state
+        desktop = PoolDesktop(
+            desktop_id=f"{state.pool_id}.{state.next_seq}",
+            number=number,
+            name=state.spec.desktop_name(number),
+            template_version=state.template_version,
+            slot=Slot.PROVISIONING,
+            powered_on=powered_on,
+        )
+        state.next_seq += 1
+        state.desktops.append(desktop)
+        self.by_id[desktop.desktop_id] = desktop
+        return desktop
+
+    def send(self, message: Outgoing) -> None:
+        self.state.outbox.append(message)
+
+    # --- internals ---------------------------------------------------------------
+
+    def assign_personal(self, user: str, request_id: str, desktop_id: str | None) -> ClaimOutcome:
+        """Personal pools: an administrator gives a desktop (a given one, or any idle) to a user."""
+        request = ClaimRequest(user, request_id)
+        known = self.outcome_for(request_id)
+        if known is not None:
+            return known
+        spec = self.state.spec
+        if spec.assignment is not Assignment.PERSONAL:
+            return self._finish(request, ClaimStatus.REJECTED, "only desktops of personal pools are assigned by hand")
+        if len(self.held_by(user)) >= spec.max_desktops_per_user:
+            return self._finish(request, ClaimStatus.REJECTED, f"{user} already holds {spec.max_desktops_per_user}")
+        if desktop_id is None:
+            outcome = self._assign_idle(user, request_id)
+            return outcome or self._finish(request, ClaimStatus.REJECTED, "no unassigned desktop in this pool")
+        desktop = self.by_id.get(desktop_id)
+        if desktop is None or desktop.slot not in (Slot.READY, Slot.STANDBY):
+            return self._finish(
+                request, ClaimStatus.REJECTED, f"desktop {desktop_id} is not an unassigned desktop here"
+            )
+        return self._assign(desktop, user, request_id)
+
+    def _assign_idle(self, user: str, request_id: str) -> ClaimOutcome | None:
+        choice = pick_for_claim(self.idle(), self.state.template_version)
+        if choice is None:
+            return None
+        return self._assign(self.by_id[choice.desktop_id], user, request_id)
+
+    def _assign(self, desktop: PoolDesktop, user: str, request_id: str) -> ClaimOutcome:
+        was_running = desktop.slot is Slot.READY
+        desktop.slot, desktop.user, desktop.request_id = Slot.ASSIGNED, user, request_id
+        self.send(Outgoing(desktop.desktop_id, "assign", user=user, request_id=request_id))
+        outcome = self._assigned(desktop)
+        outcome.desktop_ready = was_running
+        return outcome
+
+    def _assigned(self, desktop: PoolDesktop) -> ClaimOutcome:
+        return ClaimOutcome(
+            request_id=desktop.request_id or "",
+            user=desktop.user or "",
+            status=ClaimStatus.ASSIGNED,
+            desktop_id=desktop.desktop_id,
+            desktop_name=desktop.name,
+            address=desktop.address,
+            desktop_ready=desktop.powered_on and not desktop.starting,
+        )
+
+    def _waiting(self, waiting: WaitingClaim, position: int) -> ClaimOutcome:
+        full = self.counts().live + self.starting() >= self.state.spec.max_desktops
+        return ClaimOutcome(
+            request_id=waiting.request_id,
+            user=waiting.user,
+            status=ClaimStatus.WAITING,
+            position=position,
+            preparing=not full,
+            reason="pool is full: waiting for a desktop to free up" if full else "a desktop is being prepared",
+        )
+
+    def _finish(self, request: ClaimRequest, status: ClaimStatus, reason: str) -> ClaimOutcome:
+        outcome = ClaimOutcome(request.request_id, request.user, status, reason=reason)
+        self.state.finished_claims.append(outcome)
+        del self.state.finished_claims[:-FINISHED_CLAIMS_KEPT]
+        return outcome

@@ -1,0 +1,343 @@
+"""PoolWorkflow: one per pool. Holds the desired state and the set of desktops,
+answers claims, and reconciles continuously toward the targets.
+
+Reconciling is event-driven: a claim, a release, a failure or a new desktop
+wakes the loop at once (the anchors poll every 19 s to 5 min). Claims are a
+batched Update decided from state at once; it returns when the desktops it
+assigned hold their assignments. Signals the loop itself causes go out from it.
+High-rate session events never come here: they go to the desktop's own workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
+
+import workflows.desktop_workflow as desktop_wf  # module import: the two workflows refer to each other
+from workflows import search_attributes as sa
+from workflows.activity_io import EnsureProjectInput, ProjectPoolInput
+from workflows.messages import (
+    AssignDesktopInput,
+    AssignInput,
+    ClaimBatchInput,
+    ClaimBatchResult,
+    ClaimOutcome,
+    ClaimStatus,
+    ClaimStatusInput,
+    DesktopReport,
+    DesktopWorkflowInput,
+    PoolStatusInput,
+    PoolStatusResult,
+    PowerInput,
+    RemoveInput,
+    ReportKind,
+    UpdateSpecInput,
+    UpdateSpecResult,
+    desktop_workflow_id,
+)
+from workflows.planning import lowest_free_numbers, pick_for_power_off, pick_for_removal, pick_for_start, plan_reconcile
+from workflows.pool_spec import PoolSpec, spec_to_json
+from workflows.pool_state import Outgoing, PoolBook, PoolDesktop, PoolState, TemplateVersion
+
+with workflow.unsafe.imports_passed_through():
+    from activities.cloud import CloudActivities
+    from activities.projection import ProjectionActivities
+
+MAX_CLAIMS_PER_BATCH = 100
+PROJECTION_INTERVAL = timedelta(seconds=1)
+
+
+@dataclass
+class PoolWorkflowInput:
+    pool_id: str
+    spec: PoolSpec
+    # Carried across continue-as-new; None on the first run.
+    state: PoolState | None = None
+    # How soon a pool fault (a missing project) is looked at again.
+    fault_retry_s: float = 60.0
+
+
+@dataclass
+class PoolWorkflowResult:
+    pool_id: str
+    reason: str
+
+
+@workflow.defn
+class PoolWorkflow:
+    @workflow.init
+    def __init__(self, input: PoolWorkflowInput) -> None:
+        self.book = PoolBook(input.state or PoolState(pool_id=input.pool_id, spec=input.spec))
+        self.fault_retry = timedelta(seconds=input.fault_retry_s)
+        self.wake = True
+        self.projected: tuple[Any, ...] | None = None
+        self.projected_at: datetime | None = None
+        # The one pool projection in flight, if any (never awaited by the loop).
+        self.projecting: Any = None
+
+    @property
+    def state(self) -> PoolState:
+        return self.book.state
+
+    @workflow.run
+    async def run(self, input: PoolWorkflowInput) -> PoolWorkflowResult:
+        while True:
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._flush_outbox()
+                if self.projecting is not None:
+                    await self.projecting
+                workflow.continue_as_new(
+                    PoolWorkflowInput(self.state.pool_id, self.state.spec, self.state, self.fault_retry.total_seconds())
+                )
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self.wake, timeout=self._sleep_for())
+            self.wake = False
+            now = workflow.now()
+            self.book.expire_claims(now)
+            self.book.serve_queue()
+            await self._reconcile(now, await self._ensure_project(now))
+            await self._flush_outbox()
+            self._project(now)
+            workflow.set_current_details(self._details())
+
+    # --- reconciling ----------------------------------------------------------------
+
+    async def _ensure_project(self, now: datetime) -> bool:
+        """The pool's cloud project, resolved once; False while it is missing (a visible pool fault)."""
+        state, spec = self.state, self.state.spec
+        if state.project_id is not None or not (spec.auto_create_project or spec.cloud_project):
+            return True
+        if state.restrained_until is not None and now < state.restrained_until:
+            return False
+        if spec.auto_create_project and state.project_name is None:
+            alphabet = string.ascii_lowercase + string.digits
+            suffix = "".join(workflow.random().choice(alphabet) for _ in range(8))
+            state.project_name = f"{spec.name}-{suffix}"
+        project = state.project_name or spec.cloud_project or ""
+        try:
+            found = await workflow.execute_activity_method(
+                CloudActivities.ensure_project,
+                EnsureProjectInput(spec.cloud, spec.region, project, create=spec.auto_create_project),
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),
+            )
+        except ActivityError as err:
+            state.restrained_reason = f"pool fault: {err.cause or err}"
+            state.restrained_until = now + self.fault_retry
+            return False
+        state.project_id = found.project_id
+        state.restrained_reason, state.restrained_until = "", None
+        return True
+
+    async def _reconcile(self, now: datetime, project_ready: bool = True) -> None:
+        book, spec = self.book, self.state.spec
+        restrained = self.state.restrained_until is not None and now < self.state.restrained_until
+        may_create = project_ready and not restrained
+        plan = plan_reconcile(spec, book.counts(), book.provisioning_running(), book.starting(), may_create)
+        if plan.empty:
+            return
+        version = self.state.template_version
+        for candidate in pick_for_start(book.idle(), plan.start_standby, version):
+            book.by_id[candidate.desktop_id].starting = True
+            book.send(Outgoing(candidate.desktop_id, "power", on=True))
+        for candidate in pick_for_power_off(book.idle(), plan.stop_ready, version):
+            desktop = book.by_id[candidate.desktop_id]
+            desktop.slot, desktop.powered_on = desktop.slot.STANDBY, False
+            book.send(Outgoing(candidate.desktop_id, "power", on=False))
+        for candidate in pick_for_removal(book.idle(), plan.remove_idle, version):
+            book.by_id[candidate.desktop_id].slot = book.by_id[candidate.desktop_id].slot.REMOVING
+            book.send(Outgoing(candidate.desktop_id, "remove", reason="pool above its targets"))
+        count = plan.create_running + plan.create_standby
+        numbers = lowest_free_numbers((d.number for d in self.state.desktops), count)
+        new = [book.add_desktop(n, powered_on=i < plan.create_running) for i, n in enumerate(numbers)]
+        await asyncio.gather(*(self._start_desktop(d) for d in new))
+
+    async def _start_desktop(self, desktop: PoolDesktop) -> None:
+        spec = self.state.spec
+        await workflow.start_child_workflow(
+            desktop_wf.DesktopWorkflow.run,
+            DesktopWorkflowInput(
+                pool_id=self.state.pool_id,
+                desktop_id=desktop.desktop_id,
+                name=desktop.name,
+                number=desktop.number,
+                template_version=desktop.template_version,
+                template=self.book.template(desktop.template_version),
+                spec=spec,
+                power_on=desktop.powered_on,
+                project_id=self.state.project_id,
+            ),
+            id=desktop_workflow_id(desktop.desktop_id),
+            # Desktops outlive a pool run: continue-as-new must not take them along.
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.KIND, "desktop"),
+                    SearchAttributePair(sa.POOL, self.state.pool_id),
+                    SearchAttributePair(sa.DESKTOP, desktop.name),
+                    SearchAttributePair(sa.STATE, "provisioning"),
+                    SearchAttributePair(sa.TEMPLATE_VERSION, desktop.template_version),
+                ]
+            ),
+            static_summary=f"desktop {desktop.name} of pool {spec.name} (template v{desktop.template_version})",
+        )
+
+    async def _flush_outbox(self) -> None:
+        outbox, self.state.outbox = self.state.outbox, []
+        await asyncio.gather(*(self._send(message) for message in outbox))
+
+    async def _send(self, message: Outgoing) -> None:
+        handle = workflow.get_external_workflow_handle_for(
+            desktop_wf.DesktopWorkflow.run, desktop_workflow_id(message.desktop_id)
+        )
+        try:
+            if message.kind == "assign":
+                await handle.signal(desktop_wf.DesktopWorkflow.assign, AssignInput(message.user, message.request_id))
+            elif message.kind == "power":
+                await handle.signal(desktop_wf.DesktopWorkflow.power, PowerInput(message.on))
+            else:
+                await handle.signal(desktop_wf.DesktopWorkflow.remove, RemoveInput(message.reason))
+        except ApplicationError as err:
+            # The desktop's workflow is gone: put its user back in line, forget it.
+            workflow.logger.warning("desktop %s unreachable: %s", message.desktop_id, err)
+            report = DesktopReport(message.desktop_id, ReportKind.ASSIGNMENT_REJECTED, user=message.user or None)
+            report.request_id = message.request_id or None
+            self.book.report(report, workflow.now())
+            self.book.report(DesktopReport(message.desktop_id, ReportKind.GONE, failed=True), workflow.now())
+            self.wake = True
+
+    def _sleep_for(self) -> timedelta | None:
+        now = workflow.now()
+        wakeups = [t for t in (self.book.next_claim_expiry(), self.state.restrained_until) if t is not None]
+        if self.projected_at is not None and self._summary() != self.projected:
+            wakeups.append(self.projected_at + PROJECTION_INTERVAL)
+        if not wakeups:
+            return None
+        return max(min(wakeups) - now, timedelta(milliseconds=1))
+
+    def _details(self) -> str:
+        """What an operator reads on this workflow's page in the Temporal UI."""
+        c, state = self.book.counts(), self.state
+        line = (f"{state.spec.name}: {c.ready} ready, {c.standby} standby, {c.provisioning} provisioning, "
+                f"{c.assigned} assigned, {c.waiting} waiting, template v{state.template_version}")  # fmt: skip
+        return f"{line}\nrestrained: {state.restrained_reason}" if state.restrained_reason else line
+
+    # --- read model -------------------------------------------------------------------
+
+    def _summary(self) -> tuple[Any, ...]:
+        counts = self.book.counts()
+        return (self.state.template_version, self.state.spec, len(self.state.queue), self.state.restrained_reason,
+                dataclasses.astuple(counts))  # fmt: skip
+
+    def _project(self, now: datetime) -> None:
+        """Push the pool's summary to the store, at most once a second while it changes.
+
+        In the background: a read model that is down must not stop the pool;
+        when the write lands, the loop wakes and projects anything newer.
+        """
+        summary = self._summary()
+        if summary == self.projected or (self.projecting is not None and not self.projecting.done()):
+            return
+        if self.projected_at is not None and now - self.projected_at < PROJECTION_INTERVAL:
+            return  # _sleep_for wakes us when the interval is over
+        self.projected, self.projected_at = summary, now
+        spec = self.state.spec
+        counts = self.book.counts()
+        self.projecting = workflow.start_local_activity_method(
+            ProjectionActivities.project_pool,
+            ProjectPoolInput(
+                pool_id=self.state.pool_id,
+                name=spec.name,
+                project=spec.project,
+                spec=spec_to_json(spec),
+                template_version=self.state.template_version,
+                enabled=spec.enabled,
+                waiting=len(self.state.queue),
+                restrained_reason=self.state.restrained_reason,
+                at=now,
+                counts={k: v for k, v in dataclasses.asdict(counts).items()},
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        self.projecting.add_done_callback(lambda _: self._wake())
+
+    def _wake(self) -> None:
+        self.wake = True
+
+    # --- messages ---------------------------------------------------------------------
+
+    @workflow.update
+    async def claim(self, batch: ClaimBatchInput) -> ClaimBatchResult:
+        """Answer from state at once; return only after the desktops have their
+        assignments, so whatever the caller does next (Release, events) finds it."""
+        now = workflow.now()
+        queued = len(self.state.outbox)
+        outcomes = [self.book.claim(request, now) for request in batch.claims]
+        mine, self.state.outbox[queued:] = self.state.outbox[queued:], []
+        self.wake = True
+        await asyncio.gather(*(self._send(message) for message in mine))
+        return ClaimBatchResult(outcomes)
+
+    @claim.validator
+    def _validate_claim(self, batch: ClaimBatchInput) -> None:
+        if not 1 <= len(batch.claims) <= MAX_CLAIMS_PER_BATCH:
+            raise ApplicationError(f"a claim batch holds 1 to {MAX_CLAIMS_PER_BATCH} claims")
+
+    @workflow.update
+    def assign_desktop(self, request: AssignDesktopInput) -> ClaimOutcome:
+        outcome = self.book.assign_personal(request.user, request.request_id, request.desktop_id)
+        self.wake = True
+        return outcome
+
+    @workflow.signal
+    def report(self, report: DesktopReport) -> None:
+        self.book.report(report, workflow.now())
+        self.wake = True
+
+    @workflow.update
+    def update_spec(self, request: UpdateSpecInput) -> UpdateSpecResult:
+        """Edits affect only new desktops; a template change makes a new version."""
+        state = self.state
+        if request.spec.template != state.spec.template:
+            state.template_version += 1
+            state.templates.append(TemplateVersion(state.template_version, request.spec.template))
+        state.spec = request.spec
+        used = {d.template_version for d in state.desktops} | {state.template_version}
+        state.templates = [t for t in state.templates if t.version in used]
+        self.wake = True
+        return UpdateSpecResult(template_version=state.template_version)
+
+    @update_spec.validator
+    def _validate_update_spec(self, request: UpdateSpecInput) -> None:
+        if request.spec.name != self.state.spec.name or request.spec.project != self.state.spec.project:
+            raise ApplicationError("name and project of a pool cannot change")
+
+    @workflow.query
+    def status(self, _: PoolStatusInput) -> PoolStatusResult:
+        return PoolStatusResult(
+            pool_id=self.state.pool_id,
+            spec=self.state.spec,
+            template_version=self.state.template_version,
+            counts=self.book.counts(),
+            restrained_reason=self.state.restrained_reason,
+            consecutive_failures=self.state.consecutive_failures,
+        )
+
+    @workflow.query
+    def claim_status(self, request: ClaimStatusInput) -> ClaimOutcome:
+        known = self.book.outcome_for(request.request_id)
+        if known is not None:
+            return known
+        return ClaimOutcome(request.request_id, "", ClaimStatus.REJECTED, reason="unknown claim request id")
