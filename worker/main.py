@@ -34,11 +34,31 @@ WORKFLOWS = [PoolWorkflow, DesktopWorkflow, CloudReconcileWorkflow]
 # `datetime` then fails to decode (carried state across continue-as-new). The
 # SDK maintainers' remedy is to leave `datetime` unrestricted; the wall clock
 # stays out of workflows by tests/test_determinism_guard.py instead.
+# Modules passed into the sandbox as they are instead of re-imported for every
+# workflow run: pydantic, and deskpool's own side-effect-free modules (the
+# dataclasses, rules and plans the workflows use; no module-level state, no
+# I/O, enforced by tests/test_determinism_guard.py). Re-importing them cost
+# ~0.4 s of CPU per run, which under load tripped the SDK's 2 s deadlock
+# detector on continue-as-new and stalled desktops behind retry backoff.
+PASSED_THROUGH = (
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_inspection",
+    "workflows.activity_io",
+    "workflows.messages",
+    "workflows.planning",
+    "workflows.pool_spec",
+    "workflows.pool_state",
+    "workflows.reconcile_rules",
+    "workflows.search_attributes",
+    "workflows.session_rules",
+)
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=dataclasses.replace(
         SandboxRestrictions.default,
         invalid_module_members=SandboxRestrictions.invalid_module_members_default.with_child_unrestricted("datetime"),
-    )
+    ).with_passthrough_modules(*PASSED_THROUGH)
 )
 
 

@@ -69,7 +69,10 @@ class DesktopWorkflow(DesktopSteps):
         while self.snap.status not in (DesktopStatus.DESTROYED, DesktopStatus.FAILED):
             if workflow.info().is_continue_as_new_suggested() and not self._requests_pending():
                 await self._drain()
-                workflow.continue_as_new(dataclasses.replace(self.input, carried=self.snap))
+                # A signal taken while draining (an assignment, a release) is acted on
+                # in this run: the next run starts from the snapshot alone.
+                if not self._requests_pending():
+                    workflow.continue_as_new(dataclasses.replace(self.input, carried=self.snap))
             deadline = next_deadline(self.snap, input.spec.timers, input.spec.assignment)
             timeout = (deadline.at - workflow.now()) if deadline else None
             if timeout is None or timeout.total_seconds() > 0:

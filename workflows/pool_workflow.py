@@ -93,10 +93,7 @@ class PoolWorkflow:
     async def run(self, input: PoolWorkflowInput) -> PoolWorkflowResult:
         while True:
             if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                await self._flush_outbox()
-                if self.projecting is not None:
-                    await self.projecting
+                await self._drain()
                 workflow.continue_as_new(
                     PoolWorkflowInput(self.state.pool_id, self.state.spec, self.state, self.fault_retry.total_seconds())
                 )
@@ -192,6 +189,20 @@ class PoolWorkflow:
             ),
             static_summary=f"desktop {desktop.name} of pool {spec.name} (template v{desktop.template_version})",
         )
+
+    async def _drain(self) -> None:
+        """Before continue-as-new: no handler running, nothing left to send, the projection written.
+
+        A claim may arrive while the outbox is flushed; it is let finish (and
+        its assign sent) rather than cut off by the switch to the next run."""
+        while True:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._flush_outbox()
+            if self.projecting is not None:
+                await self.projecting
+                self.projecting = None
+            if workflow.all_handlers_finished() and not self.state.outbox:
+                return
 
     async def _flush_outbox(self) -> None:
         outbox, self.state.outbox = self.state.outbox, []

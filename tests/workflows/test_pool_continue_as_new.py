@@ -249,7 +249,13 @@ async def test_desktop_keeps_its_snapshot_across_continue_as_new(
         # And its timers still work in the latest run: retention releases after the last disconnect.
         await session(handle, DISCONNECT)
         latest = can_env.client.get_workflow_handle_for(DesktopWorkflow.run, workflow_id)
-        result = await latest.result()
+        try:
+            result = await asyncio.wait_for(latest.result(), timeout=60)
+        except TimeoutError:
+            stuck = await status(latest)
+            raise AssertionError(
+                f"retention never released the desktop: {stuck.snapshot.status} {stuck.events[-5:]}"
+            ) from None
         assert result.final_status is DesktopStatus.DESTROYED
         assert "disconnected retention expired" in result.reason
         assert desk.cloud.servers == {}
