@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from activities.cloud_metrics import CloudMetrics, instrumented
 from activities.cloud_rate import TokenBucket, rate_limited
 from workflows.pool_spec import Template
 
@@ -206,11 +207,16 @@ class CloudConnections:
     """openstacksdk connections by (cloud, region), one per thread.
 
     A Connection's session is not documented as thread-safe, and activities
-    run on a thread pool; a connection per thread avoids sharing one.
+    run on a thread pool; a connection per thread avoids sharing one. Every
+    operation is counted and timed (`cloud_metrics`, the worker's registry
+    unless `metrics` says otherwise), inside the rate limit.
     """
 
-    def __init__(self, clouds_yaml: Path | None, calls_per_second: float | None = None) -> None:
+    def __init__(
+        self, clouds_yaml: Path | None, calls_per_second: float | None = None, metrics: CloudMetrics | None = None
+    ) -> None:
         self._clouds_yaml = clouds_yaml
+        self._metrics = metrics
         self._local = threading.local()
         self._calls_per_second = calls_per_second
         # One bucket per cloud, shared by all threads: the limit is the process's.
@@ -221,7 +227,9 @@ class CloudConnections:
         cache: dict[tuple[str, str | None, str | None], CloudDriver] = self._local.__dict__.setdefault("drivers", {})
         key = (cloud, region, project_id)
         if key not in cache:
-            driver: CloudDriver = OpenStackDriver(connect(self._clouds_yaml, cloud, region, project_id))
+            driver = instrumented(
+                OpenStackDriver(connect(self._clouds_yaml, cloud, region, project_id)), cloud, self._metrics
+            )
             if self._calls_per_second:
                 driver = rate_limited(driver, self.bucket(cloud))
             cache[key] = driver

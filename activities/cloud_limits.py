@@ -34,6 +34,11 @@ class CloudLimits:
                 self._semaphores[key] = threading.BoundedSemaphore(self._sizes[kind])
             return self._semaphores[key]
 
+    def usage(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(cloud, kind) -> (slots in use, limit), for every cloud used so far (the worker's metrics)."""
+        with self._lock:
+            return {key: (self._in_use.get(key, 0), self._sizes[key[1]]) for key in self._semaphores}
+
     @contextmanager
     def slot(self, cloud: str, kind: str, heartbeat: Callable[[str], None] | None = None) -> Iterator[None]:
         beat = heartbeat or _heartbeat

@@ -6,12 +6,19 @@ rejects more than 10 in-flight Updates per workflow. So claims for a pool are
 gathered into batches, at most `max_in_flight` batches are outstanding per pool
 from this process, and past `max_pending` waiting claims the caller gets a 503
 with Retry-After instead of a timeout.
+
+Each claim is timed from its arrival here to its answer (or refusal) and
+handed to an optional observer, `(pool id, outcome, seconds)`: the API's
+metrics (api/metrics.py). Outcomes are the pool's `ClaimStatus` values and
+`overloaded`, `rejected` (the Update refused), `not_found` and `error`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -24,6 +31,9 @@ log = logging.getLogger("deskpool.api.claims")
 
 # Errors around a continue-as-new or a server restart are brief; retry them.
 TRANSIENT = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.DEADLINE_EXCEEDED)
+
+# (pool id, outcome, seconds): told once per claim, whatever its end.
+ClaimObserver = Callable[[str, str, float], None]
 
 
 class Overloaded(Exception):
@@ -61,8 +71,10 @@ class ClaimGateway:
         max_pending: int = 5000,
         batch_size: int = 50,
         attempts: int = 5,
+        observer: ClaimObserver | None = None,
     ) -> None:
         self._client = client
+        self._observer = observer
         self._max_in_flight = max_in_flight
         self._max_pending = max_pending
         self._batch_size = min(batch_size, MAX_CLAIMS_PER_BATCH)
@@ -70,6 +82,38 @@ class ClaimGateway:
         self._lanes: dict[str, _PoolLane] = {}
 
     async def claim(self, pool_id: str, request: ClaimRequest) -> ClaimOutcome:
+        if self._observer is None:
+            return await self._claim(pool_id, request)
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._claim(pool_id, request)
+            outcome = str(result.status)
+            return result
+        except Overloaded:
+            outcome = "overloaded"
+            raise
+        except ClaimRejected:
+            outcome = "rejected"
+            raise
+        except PoolNotFound:
+            outcome = "not_found"
+            raise
+        except asyncio.CancelledError:
+            outcome = ""  # the caller went away: no answer to measure
+            raise
+        finally:
+            if outcome:
+                self._observe(pool_id, outcome, time.perf_counter() - start)
+
+    def _observe(self, pool_id: str, outcome: str, seconds: float) -> None:
+        assert self._observer is not None
+        try:
+            self._observer(pool_id, outcome, seconds)
+        except Exception:  # a metrics fault must never fail a claim
+            log.exception("claim observer failed")
+
+    async def _claim(self, pool_id: str, request: ClaimRequest) -> ClaimOutcome:
         lane = self._lanes.setdefault(pool_id, _PoolLane())
         if len(lane.pending) >= self._max_pending:
             raise Overloaded(f"{len(lane.pending)} claims already waiting to reach pool {pool_id}")

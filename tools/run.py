@@ -38,6 +38,8 @@ class Stack:
     cloud_port: int = 8774
     http_port: int = 7243
     metrics_port: int = 7244
+    # The worker's /metrics (deskpool's and the Temporal SDK's metrics).
+    worker_metrics_port: int = 9464
     # Extra flags for the embedded cloud (delays, faults) — tests use short ones.
     cloud_args: list[str] = field(default_factory=list)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -62,6 +64,7 @@ class Stack:
             "DESKPOOL_API_PORT": str(self.api_port),
             "DESKPOOL_TEMPORAL_UI_URL": f"http://127.0.0.1:{self.ui_port}",
             "DESKPOOL_CLOUDS_YAML": clouds,
+            "DESKPOOL_METRICS_PORT": str(self.worker_metrics_port),
             "OS_CLIENT_CONFIG_FILE": clouds,
         }
 
@@ -191,7 +194,10 @@ def main() -> int:
     parser.add_argument("--exit-when-ready", action="store_true", help="start, check, stop (used by tests)")
     parser.add_argument("--no-demo-pool", action="store_true", help="do not create the demo pool")
     parser.add_argument(
-        "--port-base", type=int, default=None, help="use six ports from here (Temporal, UI, API, cloud, HTTP, metrics)"
+        "--port-base",
+        type=int,
+        default=None,
+        help="use seven ports from here (Temporal, UI, API, cloud, HTTP, Temporal metrics, worker metrics)",
     )
     args = parser.parse_args()
     stack = Stack(data=args.data.resolve())
@@ -199,6 +205,7 @@ def main() -> int:
         base = args.port_base
         stack.temporal_port, stack.ui_port, stack.api_port = base, base + 1, base + 2
         stack.cloud_port, stack.http_port, stack.metrics_port = base + 3, base + 4, base + 5
+        stack.worker_metrics_port = base + 6
     stack.data.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -206,12 +213,14 @@ def main() -> int:
         demo = "" if args.no_demo_pool else ensure_demo_pool(stack)
         print(
             "\ndeskpool is running\n"
-            f"  API docs      http://127.0.0.1:{stack.api_port}/docs\n"
-            f"  API ready     http://127.0.0.1:{stack.api_port}/readyz\n"
-            f"  Temporal UI   http://127.0.0.1:{stack.ui_port}\n"
-            f"  cloud         http://127.0.0.1:{stack.cloud_port} (embedded, clouds.yaml in {stack.data})\n"
-            f"  logs          {stack.data / 'logs'}\n"
-            f"  pools         {demo or 'none created'}: http://127.0.0.1:{stack.api_port}/pools\n"
+            f"  API docs        http://127.0.0.1:{stack.api_port}/docs\n"
+            f"  API ready       http://127.0.0.1:{stack.api_port}/readyz\n"
+            f"  API metrics     http://127.0.0.1:{stack.api_port}/metrics\n"
+            f"  worker metrics  http://127.0.0.1:{stack.worker_metrics_port}/metrics\n"
+            f"  Temporal UI     http://127.0.0.1:{stack.ui_port}\n"
+            f"  cloud           http://127.0.0.1:{stack.cloud_port} (embedded, clouds.yaml in {stack.data})\n"
+            f"  logs            {stack.data / 'logs'}\n"
+            f"  pools           {demo or 'none created'}: http://127.0.0.1:{stack.api_port}/pools\n"
             "Ctrl-C stops everything.",
             flush=True,
         )

@@ -17,11 +17,13 @@ from activities.audit import AuditActivities
 from activities.cloud import CloudActivities
 from activities.cloud_driver import CloudConnections
 from activities.cloud_limits import CloudLimits
+from activities.cloud_metrics import CloudSlotsCollector
 from activities.projection import ProjectionActivities
 from activities.reconcile import ReconcileActivities
 from activities.store.database import make_engine
 from activities.store.migrate import upgrade
 from activities.temporal_connection import connect_temporal
+from worker.metrics import start_worker_metrics
 from worker.settings import WorkerSettings, load_worker_settings
 from workflows.desktop_workflow import DesktopWorkflow
 from workflows.pool_workflow import PoolWorkflow
@@ -117,11 +119,18 @@ def build_worker(
 
 async def run(settings: WorkerSettings) -> None:
     upgrade(settings.database_url)
-    client = await connect_temporal(settings)
-    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
-        worker = build_worker(client, settings, executor)
-        log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
-        await worker.run()
+    # /metrics first: the Temporal client must be made on the runtime that exports the SDK's metrics.
+    telemetry = start_worker_metrics(settings)
+    try:
+        client = await connect_temporal(settings, runtime=telemetry.runtime)
+        cloud = cloud_activities(settings)
+        telemetry.add(CloudSlotsCollector(cloud.limits))
+        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
+            worker = build_worker(client, settings, executor, cloud=cloud)
+            log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+            await worker.run()
+    finally:
+        telemetry.stop()
 
 
 def main() -> None:

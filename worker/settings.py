@@ -21,6 +21,10 @@ class WorkerSettings(SharedSettings):
     cloud_max_concurrent_deletes: int = Field(default=15, ge=1, le=1000)
     # Per cloud, per worker process: cloud operations per second (0 = unlimited).
     cloud_max_calls_per_second: float = Field(default=20.0, ge=0)
+    # Prometheus /metrics of this worker: deskpool's metrics and the Temporal
+    # SDK's (worker/metrics.py). 0 turns it off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=9464, ge=0, le=65535)
 
 
 def load_worker_settings() -> WorkerSettings:
