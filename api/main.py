@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,9 +14,25 @@ from activities.directory import CachedDirectory, DirectoryError, LdapDirectory,
 from activities.store.database import make_engine
 from activities.store.migrate import upgrade
 from activities.temporal_connection import connect_temporal
+from api.auth.tokens import SessionTokens
 from api.claim_gateway import ClaimGateway
 from api.errors import install_error_handlers
-from api.routers import assignments, auth, claims, desktops, health, pools
+from api.metrics import ApiMetrics
+from api.metrics import router as metrics_router
+from api.routers import (
+    assignments,
+    audit,
+    auth,
+    claims,
+    connections,
+    desktop_actions,
+    desktops,
+    health,
+    me,
+    pool_actions,
+    pools,
+    roles,
+)
 from api.settings import ApiSettings, load_api_settings
 
 log = logging.getLogger("deskpool.api")
@@ -32,6 +50,16 @@ async def open_directory(settings: ApiSettings) -> CachedDirectory:
     return directory
 
 
+def session_key(settings: ApiSettings) -> bytes:
+    """Session tokens are signed with DESKPOOL_SECRET_KEY; without one, with a key that dies with the process."""
+    key = settings.secret_key_bytes()
+    if key is None:
+        log.warning("DESKPOOL_SECRET_KEY is not set: sign-ins last only until the API restarts")
+        return secrets.token_bytes(32)
+    # Its own key, derived, so a leaked session token says nothing about agent secrets.
+    return hashlib.sha256(b"deskpool session tokens\0" + key).digest()
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,8 +69,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.engine = make_engine(resolved.database_url)
         # Lazy: the API starts even while Temporal is down; /readyz says so.
         app.state.temporal = await connect_temporal(resolved, lazy=True)
-        app.state.gateway = ClaimGateway(app.state.temporal)
+        app.state.metrics = ApiMetrics(app.state.engine)
+        app.state.gateway = ClaimGateway(app.state.temporal, observer=app.state.metrics.observe_claim)
         app.state.directory = await open_directory(resolved)
+        app.state.tokens = SessionTokens(session_key(resolved), resolved.session_ttl_s)
         yield
         await app.state.gateway.close()
         await app.state.directory.close()
@@ -50,6 +80,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="deskpool", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    for router in (health.router, auth.router, pools.router, claims.router, assignments.router, desktops.router):
-        app.include_router(router)
+    routers = (health, auth, roles, pools, pool_actions, claims, assignments, desktops, desktop_actions,
+               connections, me, audit)  # fmt: skip
+    for module in routers:
+        app.include_router(module.router)
+    # Unauthenticated, as Prometheus scrapes it: keep it off the public side of the proxy (deploy/README.md).
+    app.include_router(metrics_router)
     return app

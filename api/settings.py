@@ -24,6 +24,14 @@ class ApiSettings(SharedSettings):
     # Who may sign in and use which pool (DESKPOOL_DIRECTORY_*): the built-in
     # demo directory by default, LDAP or Active Directory in production.
     directory: DirectorySettings = Field(default_factory=DirectorySettings)
+    # Sign-in: how long a session token lives, and its cookie for the portal.
+    # The cookie is Secure by default; `make run` on plain http://127.0.0.1 turns that off.
+    session_ttl_s: float = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
+    cookie_secure: bool = True
+    # Directory users and groups who are super users by configuration: the
+    # first administrator, before anyone has granted a role.
+    super_users: list[str] = Field(default_factory=list)
+    super_groups: list[str] = Field(default_factory=list)
 
 
 def load_api_settings() -> ApiSettings:

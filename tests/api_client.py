@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from api.auth.roles import Principal
 from api.main import create_app
 from api.settings import ApiSettings
 
@@ -23,3 +24,18 @@ async def api_client(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://deskpool.test") as client:
             yield app, client
+
+
+def app_of(client: httpx.AsyncClient) -> FastAPI:
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    app = transport.app
+    assert isinstance(app, FastAPI)
+    return app
+
+
+def as_user(client: httpx.AsyncClient, username: str, groups: tuple[str, ...] = ()) -> dict[str, str]:
+    """Headers that sign a request in as `username`: a session token from the app's own signer,
+    as POST /auth/login would issue it (the tests' directories have no passwords)."""
+    issued = app_of(client).state.tokens.issue(Principal(username, frozenset(groups)))
+    return {"Authorization": f"Bearer {issued.token}"}

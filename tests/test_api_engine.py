@@ -17,7 +17,7 @@ from activities.directory import DirectorySettings, DirectoryUnavailable
 from api.claim_gateway import ClaimGateway
 from api.deps import get_gateway
 from api.settings import ApiSettings
-from tests.api_client import api_client
+from tests.api_client import api_client, as_user
 from tests.engine import engine_worker
 from tests.fakes import FakeCloud
 
@@ -48,8 +48,10 @@ async def api(
         task_queue=task_queue,
         database_url=sqlite_url,
         directory=DirectorySettings(backend="builtin", builtin_file=directory_file(tmp_path / "dir.yaml")),
+        super_users=["root"],
     )
     async with engine_worker(dev_env.client, task_queue, sqlite_url, FakeCloud()), api_client(settings) as (_, client):
+        client.headers.update(as_user(client, "root"))  # the administrator; users sign in per request
         yield client
 
 
@@ -70,13 +72,13 @@ async def test_personal_pool_assign_connect_unassign_keeps_the_desktop(api: http
     pool = await _until(api, f"/pools/{pool_id}", lambda p: p["counts"]["ready"] == 2)
     assert pool["counts"]["ready"] == 2
 
-    refused = await api.post(f"/pools/{pool_id}/claims", json={"user": "bob"})
+    refused = await api.post(f"/pools/{pool_id}/claims", headers=as_user(api, "bob"))
     assert refused.status_code == 409 and "no desktop" in refused.json()["reason"]
 
     assigned = await api.post(f"/pools/{pool_id}/assignments", json={"user": "bob"})
     assert assigned.status_code == 200, assigned.text
     desktop_id = assigned.json()["desktop_id"]
-    mine = await api.post(f"/pools/{pool_id}/claims", json={"user": "bob"})
+    mine = await api.post(f"/pools/{pool_id}/claims", headers=as_user(api, "bob"))
     assert mine.status_code == 200 and mine.json()["desktop_id"] == desktop_id
 
     again = await api.post(f"/pools/{pool_id}/assignments", json={"user": "bob"})
@@ -92,7 +94,7 @@ async def test_manual_pool_waits_for_an_administrator_to_return_the_desktop(api:
     spec = pool_body(name="Manual", naming_mask="man-", release="manual", prestarted=1, max_desktops=2)
     pool_id = (await api.post("/pools", json=spec)).json()["id"]
     await _until(api, f"/pools/{pool_id}", lambda p: p["counts"]["ready"] == 1)
-    claimed = (await api.post(f"/pools/{pool_id}/claims", json={"user": "carol"})).json()
+    claimed = (await api.post(f"/pools/{pool_id}/claims", headers=as_user(api, "carol"))).json()
     desktop_id = claimed["desktop_id"]
 
     early = await api.post(f"/desktops/{desktop_id}/return")
@@ -111,9 +113,9 @@ async def test_claim_answers_waiting_with_place_in_line_then_status(api: httpx.A
     spec = pool_body(name="Tiny", naming_mask="tin-", prestarted=1, max_desktops=1)
     pool_id = (await api.post("/pools", json=spec)).json()["id"]
     await _until(api, f"/pools/{pool_id}", lambda p: p["counts"]["ready"] == 1)
-    first = await api.post(f"/pools/{pool_id}/claims", json={"user": "u1"})
-    second = await api.post(f"/pools/{pool_id}/claims", json={"user": "u2"}, headers={"Idempotency-Key": "u2-k"})
-    third = await api.post(f"/pools/{pool_id}/claims", json={"user": "u3"})
+    first = await api.post(f"/pools/{pool_id}/claims", headers=as_user(api, "u1"))
+    second = await api.post(f"/pools/{pool_id}/claims", headers={**as_user(api, "u2"), "Idempotency-Key": "u2-k"})
+    third = await api.post(f"/pools/{pool_id}/claims", headers=as_user(api, "u3"))
     assert first.status_code == 200
     assert second.status_code == 202 and second.json()["position"] == 1 and second.json()["preparing"] is False
     assert third.json()["position"] == 2
@@ -122,11 +124,11 @@ async def test_claim_answers_waiting_with_place_in_line_then_status(api: httpx.A
 
 
 async def test_unknown_pool_and_bad_input_are_clear_4xx(api: httpx.AsyncClient) -> None:
-    missing = await api.post("/pools/nope/claims", json={"user": "x"})  # entitlement is checked on a known pool
+    missing = await api.post("/pools/nope/claims", headers=as_user(api, "x"))  # entitlement is checked on a known pool
     assert missing.status_code == 404
     assert (await api.get("/pools/nope")).status_code == 404
-    empty_user = await api.post("/pools/nope/claims", json={"user": ""})
-    assert empty_user.status_code == 422 and empty_user.json()["detail"][0]["loc"] == ["body", "user"]
+    bad_limit = await api.get("/desktops", params={"limit": 0})
+    assert bad_limit.status_code == 422 and bad_limit.json()["detail"][0]["loc"] == ["query", "limit"]
     spec = pool_body(name="Dup", naming_mask="dup-")
     assert (await api.post("/pools", json=spec)).status_code == 201
     dup = await api.post("/pools", json=spec)
@@ -143,7 +145,7 @@ async def test_overloaded_pool_answers_503_with_retry_after(
     app = transport.app
     tight = ClaimGateway(dev_env.client, max_pending=0)
     app.dependency_overrides[get_gateway] = lambda: tight  # type: ignore[attr-defined]
-    response = await api.post(f"/pools/{pool_id}/claims", json={"user": "late"})
+    response = await api.post(f"/pools/{pool_id}/claims", headers=as_user(api, "late"))
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
 
@@ -154,7 +156,7 @@ async def test_burst_of_claims_never_gives_one_desktop_to_two_users(api: httpx.A
     await _until(api, f"/pools/{pool_id}", lambda p: p["counts"]["ready"] == 10)
     users = [f"user{i:03d}" for i in range(60)]
     responses = await asyncio.gather(
-        *(api.post(f"/pools/{pool_id}/claims", json={"user": u}, headers={"Idempotency-Key": u}) for u in users)
+        *(api.post(f"/pools/{pool_id}/claims", headers={**as_user(api, u), "Idempotency-Key": u}) for u in users)
     )
     outcomes = [r.json() for r in responses]
     assert {r.status_code for r in responses} <= {200, 202}
@@ -164,7 +166,7 @@ async def test_burst_of_claims_never_gives_one_desktop_to_two_users(api: httpx.A
     assert len({o["desktop_id"] for o in assigned}) == 10  # no desktop twice
     assert sorted(o["position"] for o in waiting) == list(range(1, 51))  # one line, no gaps
     retried = await asyncio.gather(
-        *(api.post(f"/pools/{pool_id}/claims", json={"user": u}, headers={"Idempotency-Key": u}) for u in users[:10])
+        *(api.post(f"/pools/{pool_id}/claims", headers={**as_user(api, u), "Idempotency-Key": u}) for u in users[:10])
     )
     assert [r.json()["desktop_id"] for r in retried] == [o["desktop_id"] for o in outcomes[:10]]
 
@@ -181,7 +183,7 @@ async def test_only_entitled_users_claim_and_the_set_is_deduplicated(api: httpx.
     }  # fmt: skip
     closed = pool_body(name="Closed", naming_mask="clo-", entitlement={"groups": ["nobody"]})
     closed_id = (await api.post("/pools", json=closed)).json()["id"]
-    refused = await api.post(f"/pools/{closed_id}/claims", json={"user": "alice"})
+    refused = await api.post(f"/pools/{closed_id}/claims", headers=as_user(api, "alice"))
     assert refused.status_code == 403 and refused.json()["detail"].startswith("user:")
 
 
@@ -189,7 +191,7 @@ async def test_directory_outage_keeps_holders_connected_and_refuses_newcomers(ap
     spec = pool_body(name="Outage", naming_mask="out-", prestarted=1, max_desktops=3)
     pool_id = (await api.post("/pools", json=spec)).json()["id"]
     await _until(api, f"/pools/{pool_id}", lambda p: p["counts"]["ready"] == 1)
-    held = (await api.post(f"/pools/{pool_id}/claims", json={"user": "alice"})).json()
+    held = (await api.post(f"/pools/{pool_id}/claims", headers=as_user(api, "alice"))).json()
     await _until(api, f"/desktops/{held['desktop_id']}", lambda d: d["state"] == "assigned")
 
     transport = api._transport
@@ -201,7 +203,7 @@ async def test_directory_outage_keeps_holders_connected_and_refuses_newcomers(ap
 
     directory.invalidate()
     directory.inner.resolve_entitlement = down
-    again = await api.post(f"/pools/{pool_id}/claims", json={"user": "alice"})
-    newcomer = await api.post(f"/pools/{pool_id}/claims", json={"user": "bob"})
+    again = await api.post(f"/pools/{pool_id}/claims", headers=as_user(api, "alice"))
+    newcomer = await api.post(f"/pools/{pool_id}/claims", headers=as_user(api, "bob"))
     assert again.status_code == 200 and again.json()["desktop_id"] == held["desktop_id"]
     assert newcomer.status_code == 503 and newcomer.json() == {"detail": "directory unavailable"}

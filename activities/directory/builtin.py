@@ -152,6 +152,13 @@ class BuiltinDirectory:
     async def group_exists(self, name: str) -> bool:
         return name.casefold() in self._groups
 
+    async def lookup_user(self, username: str) -> DirectoryUser | None:
+        found = self._users.get(username.casefold())
+        if found is None or found[1].disabled:
+            return None
+        name, user = found
+        return DirectoryUser(name, "", user.display_name or name, user.email, tuple(self._groups_of(name)))
+
     async def find_users(self, prefix: str, limit: int = 20) -> list[DirectoryUser]:
         wanted = prefix.casefold()
         matches = [

@@ -125,6 +125,9 @@ class CachedDirectory:
     async def group_exists(self, name: str) -> bool:
         return await self.inner.group_exists(name)
 
+    async def lookup_user(self, username: str) -> DirectoryUser | None:
+        return await self.inner.lookup_user(username)
+
     async def find_users(self, prefix: str, limit: int = 20) -> list[DirectoryUser]:
         return await self.inner.find_users(prefix, limit)
 

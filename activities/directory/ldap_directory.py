@@ -88,6 +88,11 @@ class LdapDirectory:
             return False
         return await self._run(self._read, lambda r, p: bool(_find_groups(r, p, name)))
 
+    async def lookup_user(self, username: str) -> DirectoryUser | None:
+        if not is_plausible_name(username):
+            return None
+        return await self._run(self._lookup, username)
+
     async def find_users(self, prefix: str, limit: int = 20) -> list[DirectoryUser]:
         if prefix and not is_plausible_name(prefix):
             return []
@@ -124,6 +129,19 @@ class LdapDirectory:
         if user is None:
             raise InvalidCredentials()
         self._connections.check_user_password(user.dn, password)
+        return self._describe(user)
+
+    def _lookup(self, username: str) -> DirectoryUser | None:
+        """The user and their groups without a password (API tokens); None when gone or disabled."""
+        user = self._read(lambda r, p: _find_user(r, p, username))
+        if user is None:
+            return None
+        try:
+            return self._describe(user)
+        except AccountDisabled:
+            return None
+
+    def _describe(self, user: Entry) -> DirectoryUser:
         profile, groups, state = self._read(
             lambda r, p: (p, group_names_of_user(r, p, user.dn), _account_state(r, p, user.dn))
         )

@@ -74,6 +74,10 @@ class Directory(Protocol):
 
     async def group_exists(self, name: str) -> bool: ...
 
+    async def lookup_user(self, username: str) -> DirectoryUser | None:
+        """The user with their groups, without a password (API tokens act for their owner); None when gone."""
+        ...
+
     async def find_users(self, prefix: str, limit: int = 20) -> list[DirectoryUser]:
         """Users whose username, name or email starts with `prefix`, for pickers."""
         ...

@@ -76,3 +76,48 @@ class AuditEvent(SQLModel, table=True):
     pool_id: str | None = Field(default=None, max_length=64)
     desktop_id: str | None = Field(default=None, max_length=128)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class RoleGrant(SQLModel, table=True):
+    """A role given to a directory user or group on a pool, a cloud[/region] or the whole system."""
+
+    __tablename__ = "role_grant"
+    __table_args__ = (
+        UniqueConstraint("role", "principal_kind", "principal", "scope_kind", "scope", name="uq_role_grant"),
+        Index("ix_role_grant_principal", "principal_kind", "principal"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    role: str = Field(max_length=32)
+    principal_kind: str = Field(max_length=16)
+    principal: str = Field(max_length=256)
+    scope_kind: str = Field(max_length=16)
+    # Pool id, "cloud" or "cloud/region"; empty for system scope.
+    scope: str = Field(default="", max_length=128)
+    granted_by: str = Field(max_length=256)
+    granted_at: datetime = _timestamp()
+
+
+class ApiToken(SQLModel, table=True):
+    """An administrator's API token. Only a hash of its secret is kept; the secret is shown once."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (Index("ix_api_token_owner", "owner"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=128)
+    owner: str = Field(max_length=256)
+    secret_sha256: str = Field(max_length=64)
+    created_at: datetime = _timestamp()
+    expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class ConsoleDefaults(SQLModel, table=True):
+    """Console options a user set for a pool: that user's default for that pool (oVirt seed)."""
+
+    __tablename__ = "console_defaults"
+
+    username: str = Field(primary_key=True, max_length=256)
+    pool_id: str = Field(primary_key=True, max_length=64)
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _timestamp()

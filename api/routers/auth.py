@@ -1,11 +1,22 @@
-"""Sign-in with directory credentials (tokens and sessions arrive with the roles)."""
+"""Sign-in with directory credentials: a signed, expiring session token (and the portal's cookie);
+administrators' API tokens."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field, SecretStr
+from datetime import datetime
+from typing import Annotated
 
-from api.deps import DirectoryDep
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, SecretStr
+from sqlmodel import Session, col, select
+
+from activities.store.models import ApiToken
+from api.auth.deps import SESSION_COOKIE, AccessDep, PrincipalDep, get_tokens
+from api.auth.roles import Principal
+from api.auth.tokens import SessionTokens, create_api_token
+from api.deps import DirectoryDep, EngineDep, SettingsDep
+from api.routers.roles import GrantView, grant_views
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -22,15 +33,115 @@ class SignedInUser(BaseModel):
     groups: list[str]
 
 
+class LoginResult(BaseModel):
+    token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+    user: SignedInUser
+
+
+class Me(BaseModel):
+    username: str
+    display_name: str
+    groups: list[str]
+    super_user: bool
+    grants: list[GrantView]
+
+
 @router.post(
     "/login",
-    response_model=SignedInUser,
+    response_model=LoginResult,
     responses={401: {"description": "wrong credentials"}, 403: {"description": "account locked or disabled"},
                503: {"description": "directory unavailable"}},
 )  # fmt: skip
-async def login(body: LoginBody, directory: DirectoryDep) -> SignedInUser:
-    """Search the user's DN with the service account, then bind as the user."""
+async def login(
+    body: LoginBody,
+    directory: DirectoryDep,
+    settings: SettingsDep,
+    tokens: Annotated[SessionTokens, Depends(get_tokens)],
+    response: Response,
+) -> LoginResult:
+    """Search the user's DN with the service account, bind as the user, issue a session token."""
     user = await directory.authenticate(body.username, body.password.get_secret_value())
-    return SignedInUser(
+    principal = Principal(user.username, frozenset(user.groups), user.display_name)
+    issued = tokens.issue(principal)
+    response.set_cookie(
+        SESSION_COOKIE,
+        issued.token,
+        max_age=int(settings.session_ttl_s),
+        httponly=True,
+        secure=settings.cookie_secure,
+        # Strict: the cookie never rides on a request another site starts (no CSRF).
+        samesite="strict",
+    )
+    signed_in = SignedInUser(
         username=user.username, display_name=user.display_name, email=user.email, groups=sorted(user.groups)
     )
+    return LoginResult(token=issued.token, expires_at=issued.expires_at, user=signed_in)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(response: Response) -> None:
+    """Forget the portal's cookie. Bearer tokens simply expire."""
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
+
+
+@router.get("/me", response_model=Me)
+def me(access: AccessDep) -> Me:
+    who = access.principal
+    return Me(
+        username=who.username,
+        display_name=who.display_name,
+        groups=sorted(who.groups),
+        super_user=access.is_super,
+        grants=grant_views(access.grants),
+    )
+
+
+class TokenBody(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    expires_in_days: int | None = Field(default=90, ge=1, le=3650, description="null: never expires")
+
+
+class TokenView(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class NewToken(TokenView):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=NewToken)
+async def create_token(body: TokenBody, access: AccessDep, engine: EngineDep) -> NewToken:
+    """API tokens are for administrators' scripts; plain users sign in."""
+    if not access.administers_anything():
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "forbidden: API tokens are for administrators")
+    if access.principal.via_api_token:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "forbidden: an API token cannot make more tokens")
+    row, plaintext = await run_in_threadpool(
+        create_api_token, engine, access.principal.username, body.name, body.expires_in_days
+    )
+    return NewToken(id=row.id, name=row.name, created_at=row.created_at, expires_at=row.expires_at, token=plaintext)
+
+
+@router.get("/tokens", response_model=list[TokenView])
+def list_tokens(principal: PrincipalDep, engine: EngineDep) -> list[TokenView]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(ApiToken).where(ApiToken.owner == principal.username).order_by(col(ApiToken.created_at))
+        ).all()
+    return [TokenView(id=r.id, name=r.name, created_at=r.created_at, expires_at=r.expires_at) for r in rows]
+
+
+@router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_token(token_id: str, access: AccessDep, engine: EngineDep) -> None:
+    """Owners revoke their own tokens; a super user revokes anyone's."""
+    with Session(engine) as session:
+        row = session.get(ApiToken, token_id)
+        if row is None or (row.owner != access.principal.username and not access.is_super):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"token {token_id} not found")
+        session.delete(row)
+        session.commit()

@@ -6,13 +6,14 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Response, status
-from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from activities.directory import DirectoryUnavailable
 from activities.store.models import DesktopRecord
+from api.auth.deps import AccessDep, pool_target
+from api.auth.roles import Access, Action
 from api.deps import DirectoryDep, EngineDep, GatewayDep, TemporalDep
-from api.routers.pools import load_pool
+from api.pool_service import load_pool
 from workflows.messages import ClaimOutcome, ClaimRequest, ClaimStatus, ClaimStatusInput, pool_workflow_id
 from workflows.pool_spec import entitlement_from_json
 from workflows.pool_workflow import PoolWorkflow
@@ -28,10 +29,6 @@ STATUS_CODES = {
 }
 
 
-class ClaimBody(BaseModel):
-    user: str = Field(min_length=1, max_length=256, description="the directory user claiming a desktop")
-
-
 @router.post(
     "",
     response_model=ClaimOutcome,
@@ -39,7 +36,7 @@ class ClaimBody(BaseModel):
 )
 async def claim(
     pool_id: str,
-    body: ClaimBody,
+    access: AccessDep,
     gateway: GatewayDep,
     engine: EngineDep,
     directory: DirectoryDep,
@@ -50,16 +47,21 @@ async def claim(
     same key never takes a second desktop. 200 assigned, 202 waiting in line
     (poll `GET .../claims/{request_id}`), 403 not entitled, 409 rejected, 410 ended,
     503 overloaded or directory unavailable (retry)."""
-    await require_entitlement(pool_id, body.user, engine, directory)
+    user = access.principal.username
+    await require_entitlement(pool_id, access, engine, directory)
     request_id = idempotency_key or uuid.uuid4().hex
-    outcome = await gateway.claim(pool_id, ClaimRequest(user=body.user, request_id=request_id))
+    outcome = await gateway.claim(pool_id, ClaimRequest(user=user, request_id=request_id))
     response.status_code = STATUS_CODES[outcome.status]
     return outcome
 
 
-async def require_entitlement(pool_id: str, user: str, engine: EngineDep, directory: DirectoryDep) -> None:
-    """Only users the pool's entitlement resolves to may claim (answers are cached)."""
-    entitlement = entitlement_from_json(load_pool(engine, pool_id).spec)
+async def require_entitlement(pool_id: str, access: Access, engine: EngineDep, directory: DirectoryDep) -> None:
+    """Only users the pool's entitlement resolves to, or who hold its user role, may claim (answers are cached)."""
+    record = load_pool(engine, pool_id)
+    user = access.principal.username
+    if access.permits(Action.USE_POOL, pool_target(record)):
+        return
+    entitlement = entitlement_from_json(record.spec)
     try:
         entitled = (await directory.resolve_entitlement(entitlement)).includes(user)
     except DirectoryUnavailable:
@@ -80,8 +82,17 @@ def _holds_desktop(engine: EngineDep, pool_id: str, user: str) -> bool:
 
 
 @router.get("/{request_id}", response_model=ClaimOutcome)
-async def claim_status(pool_id: str, request_id: str, temporal: TemporalDep) -> ClaimOutcome:
-    """Where a claim stands: assigned, waiting with its place in line, or ended."""
+async def claim_status(
+    pool_id: str, request_id: str, access: AccessDep, engine: EngineDep, temporal: TemporalDep
+) -> ClaimOutcome:
+    """Where a claim stands: assigned, waiting with its place in line, or ended. Callers see their own claims."""
     handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
     outcome: ClaimOutcome = await handle.query(PoolWorkflow.claim_status, ClaimStatusInput(request_id))
+    target = pool_target(load_pool(engine, pool_id))
+    if (
+        outcome.user
+        and outcome.user != access.principal.username
+        and not access.permits(Action.OPERATE_DESKTOPS, target)
+    ):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"claim {request_id} not found")
     return outcome

@@ -1,4 +1,4 @@
-"""Desktops: list and filter, detail with event history, release, agent events."""
+"""Desktops: list and filter, detail with event history, agent events."""
 
 from __future__ import annotations
 
@@ -9,20 +9,14 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from activities.agent_secret import agent_secret_matches
-from activities.store.models import AuditEvent, DesktopRecord
+from activities.store.models import AuditEvent, DesktopRecord, PoolRecord
+from api.auth.deps import AccessDep, pool_target
+from api.auth.roles import Action
 from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.desktop_access import desktop_for
 from api.views import LIVE_STATES, DesktopView, desktop_view
 from workflows.desktop_workflow import DesktopWorkflow
-from workflows.messages import (
-    DesktopStatus,
-    DesktopStatusInput,
-    ReleaseInput,
-    ReleaseResult,
-    ReturnInput,
-    SessionEvent,
-    SessionEventKind,
-    desktop_workflow_id,
-)
+from workflows.messages import SessionEvent, SessionEventKind, desktop_workflow_id
 
 router = APIRouter(prefix="/desktops", tags=["desktops"])
 
@@ -43,16 +37,18 @@ class AgentEvent(BaseModel):
 
 @router.get("", response_model=list[DesktopView])
 def list_desktops(
+    access: AccessDep,
     engine: EngineDep,
     settings: SettingsDep,
-    pool: str | None = None,
-    state: str | None = None,
-    user: str | None = None,
-    template_version: int | None = None,
+    pool: Annotated[str | None, Query(max_length=64)] = None,
+    state: Annotated[str | None, Query(max_length=32)] = None,
+    user: Annotated[str | None, Query(max_length=256)] = None,
+    template_version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     include_gone: bool = False,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[DesktopView]:
-    query = select(DesktopRecord).order_by(DesktopRecord.pool_id, DesktopRecord.name).limit(limit)
+    """Administrators see the desktops of the pools they administer; a user sees their own."""
+    query = select(DesktopRecord).order_by(DesktopRecord.pool_id, DesktopRecord.name)
     if pool is not None:
         query = query.where(DesktopRecord.pool_id == pool)
     if state is not None:
@@ -64,16 +60,19 @@ def list_desktops(
     if template_version is not None:
         query = query.where(DesktopRecord.template_version == template_version)
     with Session(engine) as session:
-        rows = list(session.exec(query))
+        pools = {p.id: pool_target(p) for p in session.exec(select(PoolRecord))}
+        managed = {pid for pid, target in pools.items() if access.permits(Action.OPERATE_DESKTOPS, target)}
+        if not access.is_super:
+            mine = DesktopRecord.user == access.principal.username
+            query = query.where(col(DesktopRecord.pool_id).in_(managed) | mine)
+        rows = list(session.exec(query.limit(limit)))
     return [desktop_view(r, settings.temporal_ui_url, settings.temporal_namespace) for r in rows]
 
 
 @router.get("/{desktop_id}", response_model=DesktopDetail)
-def get_desktop(desktop_id: str, engine: EngineDep, settings: SettingsDep) -> DesktopDetail:
+def get_desktop(desktop_id: str, access: AccessDep, engine: EngineDep, settings: SettingsDep) -> DesktopDetail:
+    row = desktop_for(access, engine, desktop_id)
     with Session(engine) as session:
-        row = session.get(DesktopRecord, desktop_id)
-        if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"desktop {desktop_id} not found")
         events = session.exec(
             select(AuditEvent).where(AuditEvent.desktop_id == desktop_id).order_by(col(AuditEvent.id))
         ).all()
@@ -82,29 +81,6 @@ def get_desktop(desktop_id: str, engine: EngineDep, settings: SettingsDep) -> De
         **view.model_dump(),
         events=[DesktopEvent(at=e.at.isoformat(), action=e.action, actor=e.actor) for e in events],
     )
-
-
-@router.post("/{desktop_id}/release", response_model=ReleaseResult)
-async def release_desktop(desktop_id: str, temporal: TemporalDep) -> ReleaseResult:
-    """Give the desktop back now (no retention buffer): destroyed, reverted or held for return."""
-    handle = temporal.get_workflow_handle_for(DesktopWorkflow.run, desktop_workflow_id(desktop_id))
-    result: ReleaseResult = await handle.execute_update(
-        DesktopWorkflow.release, ReleaseInput(reason="released by user")
-    )
-    return result
-
-
-@router.post("/{desktop_id}/return", status_code=status.HTTP_202_ACCEPTED)
-async def return_desktop(desktop_id: str, temporal: TemporalDep) -> dict[str, str]:
-    """Manual pools: return a used desktop; it is reverted to its template and goes back to the pool."""
-    handle = temporal.get_workflow_handle_for(DesktopWorkflow.run, desktop_workflow_id(desktop_id))
-    current = await handle.query(DesktopWorkflow.status, DesktopStatusInput())
-    if current.snapshot.status is not DesktopStatus.AWAITING_RETURN:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"desktop is {current.snapshot.status.value}, not awaiting return"
-        )
-    await handle.signal(DesktopWorkflow.return_desktop, ReturnInput())
-    return {"status": "returning"}
 
 
 @router.post("/{desktop_id}/events", status_code=status.HTTP_202_ACCEPTED)
@@ -116,7 +92,7 @@ async def agent_event(
     x_desktop_secret: Annotated[str, Header(max_length=128)],
 ) -> dict[str, str]:
     """From the in-guest agent or a gateway: connect, disconnect, logoff, idle, active, ready.
-    Authenticated by the desktop's own secret (in its server metadata)."""
+    Authenticated by the desktop's own secret (in its server metadata), not by a user."""
     key = settings.secret_key_bytes()
     if key is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "agent events are off: no DESKPOOL_SECRET_KEY set")

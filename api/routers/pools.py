@@ -12,10 +12,14 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.store.models import PoolRecord
+from api.audit_log import record_action
+from api.auth.deps import AccessDep, pool_target, require
+from api.auth.roles import Action, Target
 from api.deps import DirectoryDep, EngineDep, SettingsDep, TemporalDep
+from api.pool_service import change_spec, load_pool, show
 from api.views import PoolView, desktop_counts, pool_view, slugify
 from workflows import search_attributes as sa
-from workflows.messages import UpdateSpecInput, pool_workflow_id
+from workflows.messages import pool_workflow_id
 from workflows.pool_spec import PoolSpec, spec_from_json, spec_to_json
 from workflows.pool_workflow import PoolWorkflow, PoolWorkflowInput
 from workflows.reconcile_workflow import CloudReconcileWorkflow, ReconcileInput, reconcile_workflow_id
@@ -23,17 +27,12 @@ from workflows.reconcile_workflow import CloudReconcileWorkflow, ReconcileInput,
 router = APIRouter(prefix="/pools", tags=["pools"])
 
 
-def load_pool(engine: EngineDep, pool_id: str) -> PoolRecord:
-    with Session(engine) as session:
-        record = session.get(PoolRecord, pool_id)
-    if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"pool {pool_id} not found")
-    return record
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PoolView)
-async def create_pool(spec: PoolSpec, engine: EngineDep, temporal: TemporalDep, settings: SettingsDep) -> PoolView:
+async def create_pool(
+    spec: PoolSpec, access: AccessDep, engine: EngineDep, temporal: TemporalDep, settings: SettingsDep
+) -> PoolView:
     """Store the configuration, then start the pool's workflow (id `pool/<id>`)."""
+    require(access, Action.CREATE_POOL, Target(cloud=spec.cloud, region=spec.region))
     with Session(engine) as session:
         clash = session.exec(select(PoolRecord).where(PoolRecord.project == spec.project, PoolRecord.name == spec.name))
         if clash.first() is not None:
@@ -79,26 +78,32 @@ async def create_pool(spec: PoolSpec, engine: EngineDep, temporal: TemporalDep, 
                 session.delete(doomed)
                 session.commit()
         raise
-    counts = desktop_counts(engine, [pool_id])[pool_id]
-    return pool_view(record, counts, settings.temporal_ui_url, settings.temporal_namespace)
+    record_action(engine, access.principal.username, "pool.created", pool_id=pool_id, detail={"name": spec.name})
+    return show(engine, settings, record)
 
 
 @router.get("", response_model=list[PoolView])
-def list_pools(engine: EngineDep, settings: SettingsDep, project: str | None = None) -> list[PoolView]:
+def list_pools(
+    access: AccessDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    project: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[PoolView]:
+    """The pools the caller administers (users see theirs under GET /me/desktops)."""
     with Session(engine) as session:
         query = select(PoolRecord).order_by(PoolRecord.name)
         if project is not None:
             query = query.where(PoolRecord.project == project)
-        records = list(session.exec(query))
+        records = [r for r in session.exec(query) if access.permits(Action.VIEW_POOL, pool_target(r))]
     counts = desktop_counts(engine, [r.id for r in records])
     return [pool_view(r, counts[r.id], settings.temporal_ui_url, settings.temporal_namespace) for r in records]
 
 
 @router.get("/{pool_id}", response_model=PoolView)
-def get_pool(pool_id: str, engine: EngineDep, settings: SettingsDep) -> PoolView:
+def get_pool(pool_id: str, access: AccessDep, engine: EngineDep, settings: SettingsDep) -> PoolView:
     record = load_pool(engine, pool_id)
-    counts = desktop_counts(engine, [pool_id])[pool_id]
-    return pool_view(record, counts, settings.temporal_ui_url, settings.temporal_namespace)
+    require(access, Action.VIEW_POOL, pool_target(record))
+    return show(engine, settings, record)
 
 
 class EntitlementSourceView(BaseModel):
@@ -116,10 +121,20 @@ class EntitlementView(BaseModel):
 
 @router.get("/{pool_id}/entitlement", response_model=EntitlementView)
 async def pool_entitlement(
-    pool_id: str, engine: EngineDep, directory: DirectoryDep, limit: Annotated[int, Query(ge=0, le=10_000)] = 100
+    pool_id: str,
+    access: AccessDep,
+    engine: EngineDep,
+    directory: DirectoryDep,
+    limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
 ) -> EntitlementView:
     """The pool's users, groups and units resolved into one de-duplicated user set."""
-    spec = spec_from_json(load_pool(engine, pool_id).spec)
+    record = load_pool(engine, pool_id)
+    require(access, Action.MANAGE_USERS, pool_target(record))
+    spec = spec_from_json(record.spec)
+    return await entitlement_view(directory, spec, limit)
+
+
+async def entitlement_view(directory: DirectoryDep, spec: PoolSpec, limit: int = 100) -> EntitlementView:
     result = await directory.resolve_entitlement(spec.entitlement)
     return EntitlementView(
         total=result.total,
@@ -133,18 +148,12 @@ async def pool_entitlement(
 
 @router.put("/{pool_id}", response_model=PoolView)
 async def edit_pool(
-    pool_id: str, spec: PoolSpec, engine: EngineDep, temporal: TemporalDep, settings: SettingsDep
+    pool_id: str, spec: PoolSpec, access: AccessDep, engine: EngineDep, temporal: TemporalDep, settings: SettingsDep
 ) -> PoolView:
     """Edits affect only new desktops; a template change makes a new template version."""
-    load_pool(engine, pool_id)
-    handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
-    result = await handle.execute_update(PoolWorkflow.update_spec, UpdateSpecInput(spec))
-    with Session(engine) as session:
-        record = session.get(PoolRecord, pool_id)
-        assert record is not None
-        record.spec, record.template_version, record.enabled = spec_to_json(spec), result.template_version, spec.enabled
-        session.add(record)
-        session.commit()
-        session.refresh(record)
-    counts = desktop_counts(engine, [pool_id])[pool_id]
-    return pool_view(record, counts, settings.temporal_ui_url, settings.temporal_namespace)
+    require(access, Action.EDIT_POOL, pool_target(load_pool(engine, pool_id)))
+    # Moving a pool to another cloud must be allowed there too.
+    require(access, Action.EDIT_POOL, Target(pool_id, spec.cloud, spec.region))
+    record = await change_spec(engine, temporal, pool_id, spec)
+    record_action(engine, access.principal.username, "pool.edited", pool_id=pool_id, detail={"name": spec.name})
+    return show(engine, settings, record)
