@@ -66,8 +66,18 @@ def _until(fetch: Callable[[], Any], accept: Callable[[Any], bool], timeout_s: f
     return value
 
 
-def test_whole_desktop_life_on_real_processes(stack: Stack) -> None:
+def signed_in(stack: Stack, username: str) -> httpx.Client:
+    """A client signed in through the real login endpoint (demo directory: password demo-<name>)."""
     api = httpx.Client(base_url=f"http://127.0.0.1:{stack.api_port}", timeout=30)
+    login = api.post("/auth/login", json={"username": username, "password": f"demo-{username}"})
+    assert login.status_code == 200, login.text
+    api.headers["Authorization"] = f"Bearer {login.json()['token']}"
+    return api
+
+
+def test_whole_desktop_life_on_real_processes(stack: Stack) -> None:
+    api = signed_in(stack, "admin")
+    alice = signed_in(stack, "alice")
     spec = {
         "name": "E2E floating",
         "naming_mask": "eef-",
@@ -88,10 +98,10 @@ def test_whole_desktop_life_on_real_processes(stack: Stack) -> None:
     filled = _until(pool, lambda p: p["counts"]["ready"] == 2)
     assert filled["counts"]["ready"] == 2 and filled["fill"] == "2 of 2 desktops ready"
 
-    claimed = api.post(f"/pools/{pool_id}/claims", json={"user": "alice"}, headers={"Idempotency-Key": "alice-1"})
+    claimed = alice.post(f"/pools/{pool_id}/claims", headers={"Idempotency-Key": "alice-1"})
     assert claimed.status_code == 200, claimed.text
     desktop_id = claimed.json()["desktop_id"]
-    retried = api.post(f"/pools/{pool_id}/claims", json={"user": "alice"}, headers={"Idempotency-Key": "alice-1"})
+    retried = alice.post(f"/pools/{pool_id}/claims", headers={"Idempotency-Key": "alice-1"})
     assert retried.json()["desktop_id"] == desktop_id  # a retried request never takes a second desktop
 
     # The agent's secret reaches the server through its metadata, never through the workflow.
@@ -133,14 +143,15 @@ def test_demo_directory_sign_in_and_entitlement(stack: Stack) -> None:
     api = httpx.Client(base_url=f"http://127.0.0.1:{stack.api_port}", timeout=30)
     assert api.post("/auth/login", json={"username": "dave", "password": "demo-dave"}).status_code == 200
     assert api.post("/auth/login", json={"username": "dave", "password": "demo-alice"}).status_code == 401
-    pool_id = api.get("/pools").json()[0]["id"]
-    assert api.get(f"/pools/{pool_id}/entitlement").json()["total"] == 3  # callcentre: alice, bob, carol
-    refused = api.post(f"/pools/{pool_id}/claims", json={"user": "dave"})  # a teacher, not in callcentre
+    admin = signed_in(stack, "admin")
+    pool_id = admin.get("/pools").json()[0]["id"]
+    assert admin.get(f"/pools/{pool_id}/entitlement").json()["total"] == 3  # callcentre: alice, bob, carol
+    refused = signed_in(stack, "dave").post(f"/pools/{pool_id}/claims")  # a teacher, not in callcentre
     assert refused.status_code == 403
 
 
 def test_bad_pool_definition_names_field_and_rule(stack: Stack) -> None:
-    api = httpx.Client(base_url=f"http://127.0.0.1:{stack.api_port}", timeout=30)
+    api = signed_in(stack, "admin")
     response = api.post(
         "/pools",
         json={"name": "Bad sizing", "naming_mask": "bad-", "naming_digits": 1, "max_desktops": 10,

@@ -65,6 +65,9 @@ class Stack:
             "DESKPOOL_TEMPORAL_UI_URL": f"http://127.0.0.1:{self.ui_port}",
             "DESKPOOL_CLOUDS_YAML": clouds,
             "DESKPOOL_METRICS_PORT": str(self.worker_metrics_port),
+            # The demo directory's administrator is the first super user; plain http on loopback.
+            "DESKPOOL_SUPER_USERS": '["admin"]',
+            "DESKPOOL_COOKIE_SECURE": "false",
             "OS_CLIENT_CONFIG_FILE": clouds,
         }
 
@@ -175,14 +178,23 @@ DEMO_POOL = {
 }
 
 
+def demo_login(base: str, username: str = "admin") -> dict[str, str]:
+    """Sign in as a demo directory user (password "demo-<name>"); the Authorization header to send."""
+    body = json.dumps({"username": username, "password": f"demo-{username}"}).encode()
+    request = urllib.request.Request(f"{base}/auth/login", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return {"Authorization": f"Bearer {json.load(response)['token']}"}
+
+
 def ensure_demo_pool(stack: Stack) -> str:
     """A working pool on first start, so make run shows desktops with no setup."""
     base = f"http://127.0.0.1:{stack.api_port}"
-    with urllib.request.urlopen(f"{base}/pools", timeout=10) as response:
+    auth = demo_login(base)
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/pools", headers=auth), timeout=10) as response:
         if json.load(response):
             return "existing pools kept"
     request = urllib.request.Request(
-        f"{base}/pools", data=json.dumps(DEMO_POOL).encode(), headers={"Content-Type": "application/json"}
+        f"{base}/pools", data=json.dumps(DEMO_POOL).encode(), headers={"Content-Type": "application/json", **auth}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return f"demo pool {json.load(response)['id']!r} created"
