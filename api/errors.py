@@ -59,6 +59,17 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "2"},
         )
 
+    @app.exception_handler(RuntimeError)
+    async def _temporal_unreachable(request: Request, exc: RuntimeError) -> JSONResponse:
+        # The lazily connected Temporal client raises a bare RuntimeError while the server is
+        # unreachable; that is a dependency down (503), any other RuntimeError is a bug.
+        if not str(exc).startswith("Failed client connect"):
+            raise exc
+        log.warning("Temporal unreachable: %s", exc)
+        return JSONResponse(
+            {"detail": "workflow service unavailable (unreachable)"}, status_code=503, headers={"Retry-After": "2"}
+        )
+
     @app.exception_handler(OperationalError)
     async def _database(_: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc.orig).__name__)

@@ -146,8 +146,10 @@ async def test_users_claim_their_desktop_and_never_see_anothers(api: httpx.Async
     await until(api, f"/pools/{a}", lambda p: p["counts"]["ready"] == 1, padmin)
     assert (await api.post(f"/pools/{a}/claims", headers=bob)).status_code == 403  # not entitled
     claimed = await api.post(f"/pools/{a}/claims", headers=alice)
-    assert claimed.status_code == 200, claimed.text
-    desktop = claimed.json()["desktop_id"]
+    assert claimed.status_code in (200, 202), claimed.text  # 202 while the pool takes its new desktop's report
+    request_id = claimed.json()["request_id"]
+    assigned = await until(api, f"/pools/{a}/claims/{request_id}", lambda c: c["status"] == "assigned", alice)
+    desktop = assigned["desktop_id"]
     await until(api, f"/desktops/{desktop}", lambda d: d["state"] == "assigned", alice)
 
     cards = (await api.get("/me/desktops", headers=alice)).json()

@@ -86,6 +86,7 @@ async def claim_status(
     pool_id: str, request_id: str, access: AccessDep, engine: EngineDep, temporal: TemporalDep
 ) -> ClaimOutcome:
     """Where a claim stands: assigned, waiting with its place in line, or ended. Callers see their own claims."""
+    target = pool_target(load_pool(engine, pool_id))
     handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
     outcome: ClaimOutcome = await handle.query(PoolWorkflow.claim_status, ClaimStatusInput(request_id))
     target = pool_target(load_pool(engine, pool_id))

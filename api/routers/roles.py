@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -129,7 +129,7 @@ async def grant_role(body: GrantBody, access: AccessDep, engine: EngineDep, dire
 
 
 @router.delete("/{grant_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_role(grant_id: int, access: AccessDep, engine: EngineDep) -> None:
+def revoke_role(grant_id: Annotated[int, Path(ge=1, le=2**31 - 1)], access: AccessDep, engine: EngineDep) -> None:
     with Session(engine) as session:
         row = session.get(RoleGrant, grant_id)
         if row is None or not _may_manage(access, grant_of(row), session):
