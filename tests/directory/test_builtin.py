@@ -79,6 +79,9 @@ async def test_exists_and_find(demo: BuiltinDirectory) -> None:
     assert [u.username for u in await demo.find_users("b")] == ["bob"]
     assert [u.username for u in await demo.find_users("", limit=2)] == ["admin", "alice"]
     assert await demo.find_users("*") == []
+    alice = await demo.lookup_user("ALICE")
+    assert alice is not None and alice.username == "alice" and "callcentre" in alice.groups
+    assert await demo.lookup_user("nobody") is None
 
 
 async def test_cycles_disabled_accounts_and_passwordless_users(tmp_path: Path) -> None:
@@ -98,6 +101,7 @@ async def test_cycles_disabled_accounts_and_passwordless_users(tmp_path: Path) -
     with pytest.raises(AccountDisabled) as refused:
         await directory.authenticate("ben", "ben-pw")
     assert refused.value.state is AccountState.DISABLED
+    assert await directory.lookup_user("ben") is None, "a disabled account's API tokens stop working"
     with pytest.raises(InvalidCredentials):
         await directory.authenticate("ben", "wrong")  # a wrong password never tells the account state
     with pytest.raises(InvalidCredentials):

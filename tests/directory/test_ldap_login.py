@@ -84,3 +84,22 @@ async def test_ad_user_principal_name_logs_in(active_directory: RunningServer) -
         assert user.username == "dave"
     finally:
         await directory.close()
+
+
+async def test_lookup_without_password_gives_the_user_and_all_groups(directory: LdapDirectory) -> None:
+    """What an API token acts with: its owner as the directory has them now."""
+    user = await directory.lookup_user("ALICE")
+    assert user is not None and user.username == "alice"
+    assert set(user.groups) == ALICE_GROUPS
+    assert await directory.lookup_user("nobody-here") is None
+    assert await directory.lookup_user("*") is None
+
+
+async def test_lookup_of_a_disabled_account_is_none(active_directory: RunningServer) -> None:
+    directory = LdapDirectory(active_directory.settings())
+    try:
+        assert await directory.lookup_user("disabled-user") is None
+        dave = await directory.lookup_user("dave")
+        assert dave is not None and dave.username == "dave"
+    finally:
+        await directory.close()
