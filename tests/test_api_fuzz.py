@@ -10,58 +10,23 @@ so authorization does not stop them before their input is looked at; the
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 
-from activities.directory import DirectorySettings
 from api.auth.roles import Principal
 from api.auth.tokens import SessionTokens
-from api.main import create_app, session_key
-from api.settings import ApiSettings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from api.main import session_key
+from tests.served_api import served_api
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    data: Path = tmp_path_factory.mktemp("fuzz")
-    with socket.socket() as sock:  # a port that refuses: Temporal is down
-        sock.bind(("127.0.0.1", 0))
-        dead = sock.getsockname()[1]
-    api_settings = ApiSettings(
-        temporal_address=f"127.0.0.1:{dead}",
-        database_url=f"sqlite:///{data}/fuzz.db",
-        directory=DirectorySettings(backend="builtin"),
-        super_users=["admin"],
-        secret_key="fuzz-secret-key",  # type: ignore[arg-type]
-    )
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(api_settings), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the API did not start")
-    token = SessionTokens(session_key(api_settings), 3600).issue(Principal("admin")).token
-    yield f"http://127.0.0.1:{port}", token
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_api(tmp_path_factory.mktemp("fuzz")) as (base_url, settings):
+        token = SessionTokens(session_key(settings), 3600).issue(Principal("admin")).token
+        yield base_url, token
 
 
 def test_no_generated_request_gets_a_server_error(served: tuple[str, str]) -> None:
