@@ -17,8 +17,13 @@ def desktop_for(access: Access, engine: Engine, desktop_id: str, *, owner_may: b
     action gets 403."""
     with Session(engine) as session:
         row = session.get(DesktopRecord, desktop_id)
-        pool = session.get(PoolRecord, row.pool_id) if row is not None else None
+        # Desktop ids are "<pool>.<number>": an administrator can act on a desktop the read
+        # model has not caught up with yet (just claimed); its workflow is the authority.
+        pool_id = row.pool_id if row is not None else desktop_id.rpartition(".")[0]
+        pool = session.get(PoolRecord, pool_id) if pool_id else None
     if row is None:
+        if pool is not None and access.permits(Action.OPERATE_DESKTOPS, pool_target(pool)):
+            return DesktopRecord(id=desktop_id, pool_id=pool.id, name=desktop_id, state="unknown")
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"desktop {desktop_id} not found")
     target = pool_target(pool) if pool is not None else Target(pool_id=row.pool_id)
     if access.permits(Action.OPERATE_DESKTOPS, target):

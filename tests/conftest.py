@@ -18,6 +18,9 @@ from temporalio.testing import WorkflowEnvironment
 from tools.temporal_binaries import temporal_cli, temporal_test_server
 from workflows import search_attributes
 
+# The engine-backed API fixture `api` (test_api_engine.py keeps its own).
+pytest_plugins = ["tests.engine_api"]
+
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

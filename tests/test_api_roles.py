@@ -3,61 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
-import yaml
-from temporalio.testing import WorkflowEnvironment
 
-from activities.directory import DirectorySettings
-from api.settings import ApiSettings
-from tests.api_client import api_client, as_user
-from tests.engine import engine_worker
-from tests.fakes import FakeCloud
+from tests.engine_api import until, who
 
 TEMPLATE = {"image": "win11-golden", "flavor": "vdi.medium"}
-PEOPLE = ["root", "padmin", "cadmin", "alice", "bob"]
-
-
-def directory_file(path: Path) -> Path:
-    data = {"users": {u: {} for u in PEOPLE}, "groups": {"callcentre": {"users": ["alice"]}}}
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture
-async def api(
-    dev_env: WorkflowEnvironment, task_queue: str, sqlite_url: str, tmp_path: Path
-) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ApiSettings(
-        temporal_address=dev_env.client.service_client.config.target_host,
-        task_queue=task_queue,
-        database_url=sqlite_url,
-        directory=DirectorySettings(backend="builtin", builtin_file=directory_file(tmp_path / "dir.yaml")),
-        super_users=["root"],
-    )
-    async with engine_worker(dev_env.client, task_queue, sqlite_url, FakeCloud()), api_client(settings) as (_, client):
-        yield client
-
-
-def who(api: httpx.AsyncClient, name: str) -> dict[str, str]:
-    return as_user(api, name, ("callcentre",) if name == "alice" else ())
-
-
-async def until(api: httpx.AsyncClient, path: str, accept: Any, headers: dict[str, str]) -> Any:
-    deadline = asyncio.get_running_loop().time() + 20
-    body = (await api.get(path, headers=headers)).json()
-    while not accept(body):
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"{path} never reached the wanted state: {body}")
-        await asyncio.sleep(0.05)
-        body = (await api.get(path, headers=headers)).json()
-    return body
 
 
 async def setup_pools(api: httpx.AsyncClient) -> tuple[str, str]:
