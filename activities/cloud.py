@@ -1,4 +1,4 @@
-"""Cloud activities: create, wait, power, rebuild, delete — each idempotent.
+"""Cloud activities: create, wait, power, rebuild, delete, detach — each idempotent.
 
 A retry after a crash must never make a second server: create looks for the
 desktop's tag first. Waits poll and heartbeat, so a dead worker is noticed in
@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agent_secret import agent_secret
-from activities.cloud_driver import CloudDriver, ServerInfo, ServerRequest
+from activities.cloud_driver import DESKPOOL_TAG, METADATA_PREFIX, CloudDriver, ServerInfo, ServerRequest, desktop_tag
 from activities.cloud_errors import PROJECT_MISSING, SERVER_FAILED, call
 from activities.cloud_limits import CloudLimits
 from workflows.activity_io import (
@@ -27,6 +27,8 @@ from workflows.activity_io import (
     CreateServerResult,
     DeleteServerInput,
     DeleteServerResult,
+    DetachServerInput,
+    DetachServerResult,
     EnsureProjectInput,
     EnsureProjectResult,
     PowerAction,
@@ -209,6 +211,31 @@ class CloudActivities:
             activity.heartbeat("deleting")
             self._sleep(0.5)
         return DeleteServerResult(existed=existed)
+
+    @activity.defn
+    def detach_server(self, request: DetachServerInput) -> DetachServerResult:
+        """Make the desktop's server an independent server: deskpool's tags, then its metadata,
+        stripped; nothing else about the server changes.
+
+        Tags first: the reconciler lists servers by the `deskpool` tag, so from then on it
+        never sees this one (while the metadata still named the owner, a listed server was
+        still owned). Idempotent: a retry finds the server by id and strips what is left.
+        Every error is raised retryable (see DETACH_RETRY in workflows/desktop_steps.py).
+        """
+        driver = self._driver(request.ref)
+        try:
+            server = self._resolve(request.ref)
+            if server is None:
+                return DetachServerResult(existed=False)
+            tags = [DESKPOOL_TAG, desktop_tag(request.ref.desktop_id)]
+            call(lambda: driver.remove_tags(server.id, tags))
+            keys = sorted(k for k in (server.metadata or {}) if k.startswith(METADATA_PREFIX))
+            call(lambda: driver.delete_metadata(server.id, keys))
+        except ApplicationError as err:
+            if not err.non_retryable:
+                raise
+            raise ApplicationError(f"{err.message}; retrying the detach", type=err.type) from err
+        return DetachServerResult(existed=True, server_id=server.id, tags=tags, metadata_keys=keys)
 
     def _require(self, ref: ServerRef) -> ServerInfo:
         server = self._resolve(ref)

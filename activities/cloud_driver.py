@@ -8,9 +8,10 @@ so activities using it are synchronous and run on the worker's thread pool.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +20,8 @@ from activities.cloud_rate import TokenBucket, rate_limited
 from workflows.pool_spec import Template
 
 DESKPOOL_TAG = "deskpool"
+# Every metadata key deskpool writes on a server starts so (owner, version, agent secret).
+METADATA_PREFIX = "deskpool_"
 
 
 def desktop_tag(desktop_id: str) -> str:
@@ -39,6 +42,7 @@ class ServerInfo:
     task_state: str | None = None
     # Nova's reason for an ERROR.
     fault: str | None = None
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +70,8 @@ class CloudDriver(Protocol):
     def rebuild(self, server_id: str, image: str) -> None: ...
     def console_output(self, server_id: str, lines: int) -> str: ...
     def console_url(self, server_id: str) -> tuple[str, str]: ...
+    def remove_tags(self, server_id: str, tags: list[str]) -> None: ...
+    def delete_metadata(self, server_id: str, keys: list[str]) -> None: ...
 
 
 class OpenStackDriver:
@@ -161,6 +167,22 @@ class OpenStackDriver:
         image_id = self._conn.image.find_image(image, ignore_missing=False).id
         self._conn.compute.rebuild_server(server_id, image=image_id)
 
+    def remove_tags(self, server_id: str, tags: list[str]) -> None:
+        """Take tags off a server; one it no longer carries is fine (Nova answers 404)."""
+        from openstack import exceptions
+
+        for tag in tags:
+            with contextlib.suppress(exceptions.NotFoundException):
+                self._conn.compute.remove_tag_from_server(server_id, tag)
+
+    def delete_metadata(self, server_id: str, keys: list[str]) -> None:
+        """Delete metadata items of a server; one already gone is fine (Nova answers 404)."""
+        from openstack import exceptions
+
+        for key in keys:
+            with contextlib.suppress(exceptions.NotFoundException):
+                self._conn.compute.delete_server_metadata(server_id, [key])
+
     def console_output(self, server_id: str, lines: int) -> str:
         """The server's console log, the last `lines` lines (the seeds' log extraction)."""
         output = self._conn.compute.get_server_console_output(server_id, length=lines)
@@ -200,6 +222,7 @@ class OpenStackDriver:
             flavor,
             getattr(server, "task_state", None),
             fault,
+            list(getattr(server, "tags", None) or []),
         )
 
 

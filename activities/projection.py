@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio import activity
 
 from activities.store.models import AuditEvent, DesktopRecord, PoolRecord
@@ -61,6 +61,8 @@ class ProjectionActivities:
 
     @activity.defn
     def project_pool(self, update: ProjectPoolInput) -> ProjectPoolResult:
+        if update.removed:
+            return self._remove_pool(update)
         with Session(self._engine) as session:
             row = session.get(PoolRecord, update.pool_id)
             if row is None:
@@ -79,6 +81,29 @@ class ProjectionActivities:
             session.add(row)
             session.commit()
         return ProjectPoolResult(applied=True)
+
+    def _remove_pool(self, update: ProjectPoolInput) -> ProjectPoolResult:
+        """The pool is gone: its row deleted, the removal audited once; its desktops' rows
+        (destroyed, detached, with their server ids) and every audit event stay."""
+        key = f"pool/{update.pool_id}/removed"
+        with Session(self._engine) as session:
+            row = session.get(PoolRecord, update.pool_id)
+            if row is not None:
+                session.delete(row)
+            if session.exec(select(AuditEvent).where(AuditEvent.key == key)).first() is None:
+                detail = {"desktops": update.removal_mode, "reason": update.removal_reason, "name": update.name}
+                session.add(
+                    AuditEvent(
+                        key=key,
+                        at=update.at,
+                        actor="deskpool",
+                        action="pool.removed",
+                        pool_id=update.pool_id,
+                        detail=detail,
+                    )
+                )
+            session.commit()
+        return ProjectPoolResult(applied=row is not None)
 
 
 def _naive(value: datetime) -> datetime:

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.cloud import DriverFactory
+from activities.cloud_driver import DESKPOOL_TAG
 from activities.cloud_errors import call
 from activities.store.models import AuditEvent
 from workflows.activity_io import (
@@ -97,10 +98,17 @@ class ReconcileActivities:
 
     @activity.defn
     async def delete_orphan(self, orphan: DeleteOrphanInput) -> DeleteOrphanResult:
-        """Re-check that no running desktop owns the server, delete it, audit it."""
+        """Re-check that no running desktop owns the server and that it is still tagged as
+        deskpool's, delete it, audit it. A desktop detached on its pool's removal ends right
+        after its server lost the tag: a sweep that listed it before may judge it now."""
         if orphan.desktop_id and await self._desktop_running(orphan.desktop_id):
             return DeleteOrphanResult(deleted=False, reason="its desktop is running after all")
         driver = self._drivers(orphan.scope.cloud, orphan.scope.region, None)
+        current = await asyncio.to_thread(call, lambda: driver.get(orphan.server_id))
+        if current is None:
+            return DeleteOrphanResult(deleted=False, reason="already gone")
+        if DESKPOOL_TAG not in current.tags:
+            return DeleteOrphanResult(deleted=False, reason="no longer tagged as deskpool's: detached")
         await asyncio.to_thread(call, lambda: driver.delete(orphan.server_id))
         await asyncio.to_thread(self._audit, orphan)
         return DeleteOrphanResult(deleted=True)

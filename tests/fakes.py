@@ -136,6 +136,18 @@ class FakeCloud:
             server.status, server.image, server.polls_left = "REBUILD", image, self.build_polls
             server.rebuilds += 1
 
+    def remove_tags(self, server_id: str, tags: list[str]) -> None:
+        with self._lock:
+            server = self.servers.get(server_id)
+            if server is not None:
+                server.tags = [t for t in server.tags if t not in tags]
+
+    def delete_metadata(self, server_id: str, keys: list[str]) -> None:
+        with self._lock:
+            server = self.servers.get(server_id)
+            if server is not None:
+                server.metadata = {k: v for k, v in server.metadata.items() if k not in keys}
+
     def console_output(self, server_id: str, lines: int) -> str:
         return "\n".join(f"{server_id} boot line {i}" for i in range(lines))
 
@@ -151,7 +163,14 @@ class FakeCloud:
         address = f"10.0.0.{server.id.removeprefix('srv-')}"
         flavor = server.metadata.get("_flavor", "vdi.medium")
         return ServerInfo(
-            server.id, server.name, server.status, address, dict(server.metadata), f"img-{server.image}", flavor
+            server.id,
+            server.name,
+            server.status,
+            address,
+            dict(server.metadata),
+            f"img-{server.image}",
+            flavor,
+            tags=list(server.tags),
         )
 
 

@@ -1,5 +1,5 @@
 """The real openstacksdk driver against the embedded cloud: consoles and logs, crash-safe
-create, the 404-means-gone read, errors mapped once."""
+create, the 404-means-gone read, detach (tags and metadata stripped), errors mapped once."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from workflows.activity_io import (
     ConsoleUrlInput,
     CreateServerInput,
     DeleteServerInput,
+    DetachServerInput,
     ServerRef,
 )
 from workflows.pool_spec import Template
@@ -73,3 +74,26 @@ def test_missing_image_is_a_non_retryable_error_naming_it(activities: CloudActiv
         ActivityEnvironment().run(activities.provision_server, request)
     assert caught.value.non_retryable and caught.value.type == "CloudResourceNotFound"
     assert "no-such-image" in str(caught.value)
+
+
+def test_detach_strips_deskpools_tags_and_metadata_and_keeps_the_server(activities: CloudActivities) -> None:
+    ref = provision(activities, "drv.4")
+    driver = activities.drivers("embedded", None, None)
+    before = driver.get(ref.server_id or "")
+    assert before is not None and "deskpool" in before.tags
+    assert before.metadata and before.metadata["deskpool_desktop"] == "drv.4"
+    env = ActivityEnvironment()
+
+    done = env.run(activities.detach_server, DetachServerInput(ref))
+    assert done.existed and done.server_id == ref.server_id
+    assert set(done.metadata_keys) == {k for k in before.metadata if k.startswith("deskpool_")}
+    after = driver.get(ref.server_id or "")
+    assert after is not None and after.status == "ACTIVE"  # the server itself is untouched
+    assert not any(t == "deskpool" or t.startswith("dpd-") for t in after.tags), after.tags
+    assert not any(k.startswith("deskpool_") for k in after.metadata or {}), after.metadata
+    assert ref.server_id not in {s.id for s in driver.list_tagged()}  # out of the reconciler's sight
+    assert driver.find_by_desktop("drv.4") == []
+
+    again = env.run(activities.detach_server, DetachServerInput(ref))  # a retry after a crash
+    assert again.existed and again.metadata_keys == []
+    env.run(activities.delete_server, DeleteServerInput(ref))

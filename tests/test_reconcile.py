@@ -3,13 +3,20 @@ orphans deleted after the grace period (audited), lost desktops replaced."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlmodel import Session, select
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.cloud_driver import desktop_tag
+from activities.reconcile import ReconcileActivities
+from activities.store.database import make_engine
+from activities.store.migrate import upgrade
 from activities.store.models import AuditEvent
 from tests.engine import counts, engine_worker, eventually, spec, start_pool
 from tests.fakes import FakeCloud
+from workflows.activity_io import CloudScope, DeleteOrphanInput
 from workflows.reconcile_workflow import (
     CloudReconcileWorkflow,
     ReconcileInput,
@@ -77,3 +84,25 @@ async def test_servers_of_running_desktops_are_never_orphans(
         assert report.sweeps >= 3 and report.orphans_deleted == 0 and report.desktops_replaced == 0
         assert set(cloud.servers) == before
         await reconciler.terminate()
+
+
+async def test_a_server_no_longer_tagged_as_deskpools_is_never_deleted_as_an_orphan(
+    dev_env: WorkflowEnvironment, sqlite_url: str
+) -> None:
+    """A desktop detached on its pool's removal loses the tag, then its workflow ends: a sweep
+    that listed the server before and surveyed the desktops after re-checks before deleting."""
+    cloud = FakeCloud()
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    detached = cloud.add_foreign("detached-vm", desktop_id="gone.1")
+    cloud.remove_tags(detached, ["deskpool", desktop_tag("gone.1")])
+    leaked = cloud.add_foreign("leaked-vm", desktop_id=None)
+    reconcile = ReconcileActivities(dev_env.client, cloud.driver, engine)
+    env, at, scope = ActivityEnvironment(), datetime.now(UTC), CloudScope("embedded")
+
+    kept = await env.run(reconcile.delete_orphan, DeleteOrphanInput(scope, detached, "detached-vm", "gone.1", at))
+    assert not kept.deleted and "detached" in kept.reason
+    assert detached in cloud.servers
+    deleted = await env.run(reconcile.delete_orphan, DeleteOrphanInput(scope, leaked, "leaked-vm", None, at))
+    assert deleted.deleted and leaked not in cloud.servers
+    engine.dispose()

@@ -140,6 +140,22 @@ class DeleteServerResult:
 
 
 @dataclass
+class DetachServerInput:
+    """Leave a desktop's server to itself: deskpool's tags and metadata stripped, the server kept."""
+
+    ref: ServerRef
+
+
+@dataclass
+class DetachServerResult:
+    existed: bool  # False when the server was already gone: nothing to keep
+    server_id: str | None = None
+    # deskpool's tags, taken off (a tag already absent is no error), and the metadata keys deleted.
+    tags: list[str] = field(default_factory=list)
+    metadata_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
 class EnsureProjectInput:
     cloud: str
     region: str | None
@@ -190,6 +206,10 @@ class ProjectPoolInput:
     restrained_reason: str
     at: datetime
     counts: dict[str, int] = field(default_factory=dict)
+    # The pool's removal is complete: its row goes (its audit events stay).
+    removed: bool = False
+    removal_mode: str = ""
+    removal_reason: str = ""
 
 
 @dataclass

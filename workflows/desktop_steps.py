@@ -21,6 +21,7 @@ from workflows import search_attributes as sa
 from workflows.activity_io import (
     CreateServerInput,
     DeleteServerInput,
+    DetachServerInput,
     PowerAction,
     PowerServerInput,
     ProjectDesktopInput,
@@ -32,6 +33,7 @@ from workflows.messages import (
     DesktopSnapshot,
     DesktopStatus,
     DesktopWorkflowInput,
+    RemoveInput,
     ReportKind,
     pool_workflow_id,
 )
@@ -43,6 +45,10 @@ with workflow.unsafe.imports_passed_through():
 
 CLOUD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+# Until it succeeds: a detach has no safe way out (deleting loses a server the administrator
+# keeps; giving up leaves it tagged, for the reconciler to delete as an orphan). The activity
+# raises every error as retryable; the pending activity shows the last one to operators.
+DETACH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60))
 EVENTS_KEPT = 50
 
 
@@ -79,10 +85,7 @@ class DesktopSteps:
 
     async def _release(self, reason: str) -> None:
         spec = self.input.spec
-        self.snap.status = DesktopStatus.RELEASING
-        self.snap.pending_command = None
-        self._changed(f"released: {reason}")
-        await self._report(ReportKind.RELEASED, reason=reason)
+        await self._end_assignment(reason)
         if spec.assignment is Assignment.PERSONAL:
             self._become_idle("unassigned")
             await self._report(ReportKind.READY)
@@ -95,6 +98,43 @@ class DesktopSteps:
             self.snap.user = self.snap.request_id = None
             self._changed("awaiting return by an administrator")
             await self._report(ReportKind.AWAITING_RETURN)
+
+    async def _end_assignment(self, reason: str) -> None:
+        """The user's assignment is over: recorded, and reported so the pool ends the claim."""
+        self.snap.status = DesktopStatus.RELEASING
+        self.snap.pending_command = None
+        self._changed(f"released: {reason}")
+        await self._report(ReportKind.RELEASED, reason=reason)
+
+    async def _leave_pool(self, request: RemoveInput) -> None:
+        """Leave the pool: a user's assignment ends first (forced, on the pool's removal, as a
+        release would end it), then the server is deleted, or detached and kept."""
+        if self.snap.user is not None:
+            await self._end_assignment(request.reason)
+        if request.detach:
+            await self._detach(request.reason)
+        else:
+            await self._destroy(request.reason, failed=False)
+
+    async def _detach(self, reason: str) -> None:
+        """Leave the pool keeping the server, as an independent server outside deskpool.
+
+        Releasing meanwhile (the reconciler does not judge a releasing desktop): the
+        activity strips the tags first, so the server drops out of the reconciler's list
+        before it loses its owner's name. The last report makes the pool forget it.
+        """
+        self.snap.status = DesktopStatus.RELEASING
+        self._changed(f"detaching: {reason}")
+        await workflow.execute_activity_method(
+            CloudActivities.detach_server,
+            DetachServerInput(self._ref()),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=DETACH_RETRY,
+        )
+        self.snap.status = DesktopStatus.DETACHED
+        self.snap.user = self.snap.request_id = None
+        self._changed(f"detached: {reason}", gone=True)
+        await self._report(ReportKind.GONE, reason=f"detached: {reason}")
 
     async def _revert(self) -> None:
         self.snap.status = DesktopStatus.RELEASING

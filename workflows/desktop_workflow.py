@@ -1,7 +1,8 @@
 """DesktopWorkflow: one desktop from provisioning to destroyed (or reverted, again and again).
 
 provision -> ready/standby -> assigned -> connected <-> disconnected -> released
--> destroyed | reverted (ready again) | awaiting return (manual pools).
+-> destroyed | reverted (ready again) | awaiting return (manual pools). On its pool's
+removal it leaves from wherever it is: destroyed, or detached (its server kept).
 It owns the session timers; they are durable timers, so a dead worker loses
 none. Failures are cleaned up (the server deleted) and reported, never kept.
 """
@@ -40,6 +41,7 @@ from workflows.session_rules import SESSION_STATES, TimerAction, apply_session_e
 
 RELEASABLE = (*SESSION_STATES, DesktopStatus.STARTING)
 IDLE = (DesktopStatus.READY, DesktopStatus.STANDBY)
+FINAL = (DesktopStatus.DESTROYED, DesktopStatus.FAILED, DesktopStatus.DETACHED)
 
 
 @workflow.defn
@@ -66,7 +68,7 @@ class DesktopWorkflow(DesktopSteps):
     async def run(self, input: DesktopWorkflowInput) -> DesktopWorkflowResult:
         if self.snap.status is DesktopStatus.PROVISIONING:
             await self._provision()
-        while self.snap.status not in (DesktopStatus.DESTROYED, DesktopStatus.FAILED):
+        while self.snap.status not in FINAL:
             if workflow.info().is_continue_as_new_suggested() and not self._requests_pending():
                 await self._drain()
                 # A signal taken while draining (an assignment, a release) is acted on
@@ -80,7 +82,7 @@ class DesktopWorkflow(DesktopSteps):
                     await workflow.wait_condition(lambda: self.wake, timeout=timeout)
             self.wake = False
             while await self._step():
-                if self.snap.status in (DesktopStatus.DESTROYED, DesktopStatus.FAILED):
+                if self.snap.status in FINAL:
                     break
         await self._drain()
         return DesktopWorkflowResult(
@@ -104,8 +106,9 @@ class DesktopWorkflow(DesktopSteps):
                 await self._report(ReportKind.ASSIGNMENT_REJECTED, user=self.snap.user, request_id=self.snap.request_id)
             await self._destroy(f"replaced: {lost.reason}", failed=True)
             return True
-        if self.remove_request and status in IDLE:
-            await self._destroy(self.remove_request.reason, failed=False)
+        if self.remove_request and (status in IDLE or self.remove_request.force):
+            # Idle: scale-down, recreate. Forced (the pool's removal): from any status the loop rests in.
+            await self._leave_pool(self.remove_request)
             return True
         if self.release_request and status in RELEASABLE:
             request, self.release_request = self.release_request, None

@@ -25,6 +25,9 @@ class DesktopStatus(StrEnum):
     AWAITING_RETURN = "awaiting_return"  # manual pools: until an administrator returns it
     FAILED = "failed"
     DESTROYED = "destroyed"
+    # Left its pool on the pool's removal, its server kept as an independent server
+    # (deskpool's tags and metadata stripped): final, like destroyed.
+    DETACHED = "detached"
 
 
 # --- the pool workflow --------------------------------------------------------
@@ -47,7 +50,7 @@ class ClaimStatus(StrEnum):
     WAITING = "waiting"
     REJECTED = "rejected"
     EXPIRED = "expired"
-    ENDED = "ended"  # the desktop given for this claim has been released
+    ENDED = "ended"  # the desktop given for this claim has been released, or its pool removed
 
 
 @dataclass
@@ -138,6 +141,8 @@ class PoolStatusResult:
     counts: PoolCounts
     restrained_reason: str = ""
     consecutive_failures: int = 0
+    # While the pool is being removed: what it does with its desktops (a RemovalMode value).
+    removal: str = ""
 
 
 @dataclass
@@ -147,6 +152,41 @@ class AssignDesktopInput:
     user: str
     request_id: str
     desktop_id: str | None = None
+
+
+class RemovalMode(StrEnum):
+    """What a pool's removal does with its desktops (oVirt seed: destroyed or detached first)."""
+
+    DESTROY = "destroy"  # sessions end, servers deleted
+    DETACH = "detach"  # servers kept as independent servers, outside deskpool
+    NONE = "none"  # only a pool without live desktops
+
+
+@dataclass
+class RemovePoolInput:
+    # A RemovalMode value; a plain string so an unknown one reaches the validator's clear refusal.
+    # The default refuses while desktops live: nothing is deleted unless asked for.
+    desktops: str = RemovalMode.NONE.value
+    reason: str = ""
+
+
+@dataclass
+class RemovePoolResult:
+    accepted: bool
+    # Desktops still to leave the pool when the request was taken.
+    live_desktops: int
+
+
+@dataclass
+class UserClaimsInput:
+    user: str
+
+
+@dataclass
+class UserClaimsResult:
+    """A user's current claims in one pool: assigned ones, then waiting ones in line order."""
+
+    claims: list[ClaimOutcome]
 
 
 @dataclass
@@ -242,9 +282,15 @@ class ReleaseResult:
 
 @dataclass
 class RemoveInput:
-    """Pool to idle desktop: leave the pool (scale down, recreate)."""
+    """Pool to desktop: leave the pool (scale down, recreate: idle desktops only).
+
+    On the pool's removal: `force` also takes a desktop in use (its assignment ends);
+    `detach` keeps the server, stripped of deskpool's tags and metadata, instead of deleting it.
+    """
 
     reason: str
+    force: bool = False
+    detach: bool = False
 
 
 @dataclass

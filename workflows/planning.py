@@ -1,5 +1,6 @@
 """Pure decisions of a pool: how many desktops to create, start, power off or remove,
-which number a new desktop gets, which idle desktop a claim receives.
+which number a new desktop gets, which idle desktop a claim receives, and what the
+pool's removal does with each desktop.
 
 No I/O and no clock here: the pool workflow calls these with its state and
 carries out the answer; tests call them with plain values.
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
-from workflows.messages import PoolCounts
+from workflows.messages import PoolCounts, RemovalMode
 from workflows.pool_spec import Assignment, PoolSpec, ReleasePolicy
 
 
@@ -24,7 +26,7 @@ class Slot(StrEnum):
     ASSIGNED = "assigned"
     RELEASING = "releasing"  # being reverted (comes back) or destroyed (does not)
     AWAITING_RETURN = "awaiting_return"
-    REMOVING = "removing"  # leaving the pool: scale-down, recreate
+    REMOVING = "removing"  # leaving the pool: scale-down, recreate, the pool's removal
 
 
 @dataclass
@@ -143,3 +145,65 @@ def pick_for_start(idle: Sequence[IdleCandidate], how_many: int, current_version
     standby = [c for c in idle if c.slot is Slot.STANDBY]
     standby.sort(key=lambda c: (c.template_version != current_version, c.number))
     return standby[:how_many]
+
+
+# --- the pool's removal ---------------------------------------------------------------
+
+
+@dataclass
+class PoolRemoval:
+    """A removal the pool has taken; in its state, so continue-as-new carries it."""
+
+    mode: RemovalMode
+    reason: str
+    requested_at: datetime
+
+
+def removal_refusal(mode: str, live_desktops: int, current: PoolRemoval | None) -> str | None:
+    """Why a remove request is refused, or None to take it. A repeat of the removal under
+    way is taken (idempotent); a different mode is not, it would change course halfway."""
+    if mode not in {m.value for m in RemovalMode}:
+        return f"unknown removal mode {mode!r}: desktops must be destroy, detach or none"
+    if current is not None:
+        if current.mode != mode:
+            return f"the pool is already being removed with desktops={current.mode.value}"
+        return None
+    if mode == RemovalMode.NONE and live_desktops:
+        return f"the pool still has {live_desktops} live desktops: remove it with desktops=destroy or desktops=detach"
+    return None
+
+
+@dataclass
+class LeavingCandidate:
+    desktop_id: str
+    slot: Slot
+    # Already told to leave by this removal: told once, even across continue-as-new.
+    told: bool = False
+
+
+@dataclass
+class RemovalOrder:
+    desktop_id: str
+    detach: bool
+    # The desktop's slot from now on.
+    slot: Slot
+
+
+def plan_removal(desktops: Sequence[LeavingCandidate], mode: RemovalMode) -> list[RemovalOrder]:
+    """On the pool's removal every desktop leaves, told once, whatever it is doing: the
+    administrator chose to end sessions (destroy) or to let the servers go (detach).
+
+    A desktop in use keeps its slot, so its user still sees the claim until the desktop
+    reports the assignment over; any other counts as removing from now on (one still
+    being built leaves once built, one being reverted once reverted). A desktop already
+    leaving for a scale-down is told too: whichever comes first ends it, and nothing can
+    keep it in the pool. Mode none is taken only without desktops: nobody to tell.
+    """
+    if mode is RemovalMode.NONE:
+        return []
+    detach = mode is RemovalMode.DETACH
+    return [
+        RemovalOrder(d.desktop_id, detach, Slot.ASSIGNED if d.slot is Slot.ASSIGNED else Slot.REMOVING)
+        for d in desktops
+        if not d.told
+    ]

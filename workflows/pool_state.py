@@ -19,7 +19,7 @@ from workflows.messages import (
     PoolCounts,
     ReportKind,
 )
-from workflows.planning import IdleCandidate, Slot, pick_for_claim
+from workflows.planning import IdleCandidate, PoolRemoval, Slot, pick_for_claim
 from workflows.pool_spec import Assignment, PoolSpec, Template
 
 RESTRAIN_AFTER_FAILURES = 3
@@ -27,6 +27,7 @@ RESTRAIN_AFTER_FAILURES = 3
 # flavor): the pool is restrained at the first one, with the cloud's reason.
 RESTRAIN_AT_ONCE = (CloudErrorType.QUOTA, CloudErrorType.BAD_REQUEST, CloudErrorType.NOT_FOUND)
 FINISHED_CLAIMS_KEPT = 1000
+BEING_REMOVED = "pool is being removed: no new claims"
 
 
 @dataclass
@@ -41,6 +42,8 @@ class PoolDesktop:
     address: str | None = None
     user: str | None = None
     request_id: str | None = None
+    # Told to leave by the pool's removal (never told twice).
+    leaving: bool = False
 
 
 @dataclass
@@ -66,6 +69,9 @@ class Outgoing:
     request_id: str = ""
     on: bool = True
     reason: str = ""
+    # remove on the pool's removal: also in use; keep the server instead of deleting it.
+    force: bool = False
+    detach: bool = False
 
 
 @dataclass
@@ -88,6 +94,8 @@ class PoolState:
     project_id: str | None = None
     # The name chosen for an auto-created project, kept so a retry finds it.
     project_name: str | None = None
+    # Set once the pool is being removed: no claims, no creations, every desktop leaves.
+    removal: PoolRemoval | None = None
 
 
 class PoolBook:
@@ -146,12 +154,20 @@ class PoolBook:
                 return finished
         return None
 
+    def claims_of(self, user: str) -> list[ClaimOutcome]:
+        """A user's current claims: the desktops they hold, then their places in line."""
+        held = [self._assigned(d) for d in sorted(self.held_by(user), key=lambda d: d.number)]
+        line = enumerate(self.state.queue, start=1)
+        return held + [self._waiting(waiting, position) for position, waiting in line if waiting.user == user]
+
     # --- claims ------------------------------------------------------------------
 
     def claim(self, request: ClaimRequest, now: datetime) -> ClaimOutcome:
         known = self.outcome_for(request.request_id)
         if known is not None:
             return known
+        if self.state.removal is not None:
+            return self._finish(request, ClaimStatus.REJECTED, BEING_REMOVED)
         spec = self.state.spec
         held = self.held_by(request.user)
         queued = [w for w in self.state.queue if w.user == request.user]
@@ -204,6 +220,12 @@ class PoolBook:
             else:
                 keep.append(waiting)
         self.state.queue = keep
+
+    def end_line(self, reason: str) -> None:
+        """Every claim waiting in line is over (its pool is going away)."""
+        for waiting in self.state.queue:
+            self._finish(ClaimRequest(waiting.user, waiting.request_id), ClaimStatus.ENDED, reason)
+        self.state.queue = []
 
     def next_claim_expiry(self) -> datetime | None:
         if not self.state.queue:
@@ -295,6 +317,8 @@ class PoolBook:
         known = self.outcome_for(request_id)
         if known is not None:
             return known
+        if self.state.removal is not None:
+            return self._finish(request, ClaimStatus.REJECTED, BEING_REMOVED)
         spec = self.state.spec
         if spec.assignment is not Assignment.PERSONAL:
             return self._finish(request, ClaimStatus.REJECTED, "only desktops of personal pools are assigned by hand")

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
@@ -25,7 +23,7 @@ from temporalio.workflow import ParentClosePolicy
 
 import workflows.desktop_workflow as desktop_wf  # module import: the two workflows refer to each other
 from workflows import search_attributes as sa
-from workflows.activity_io import EnsureProjectInput, ProjectPoolInput
+from workflows.activity_io import EnsureProjectInput
 from workflows.messages import (
     AssignDesktopInput,
     AssignInput,
@@ -40,21 +38,32 @@ from workflows.messages import (
     PoolStatusResult,
     PowerInput,
     RemoveInput,
+    RemovePoolInput,
+    RemovePoolResult,
     ReportKind,
     UpdateSpecInput,
     UpdateSpecResult,
+    UserClaimsInput,
+    UserClaimsResult,
     desktop_workflow_id,
 )
-from workflows.planning import lowest_free_numbers, pick_for_power_off, pick_for_removal, pick_for_start, plan_reconcile
-from workflows.pool_spec import PoolSpec, spec_to_json
+from workflows.planning import (
+    lowest_free_numbers,
+    pick_for_power_off,
+    pick_for_removal,
+    pick_for_start,
+    plan_reconcile,
+    removal_refusal,
+)
+from workflows.pool_read_model import PROJECTION_INTERVAL, PoolReadModel
+from workflows.pool_removal import advance_removal, begin_removal, removal_summary
+from workflows.pool_spec import PoolSpec
 from workflows.pool_state import Outgoing, PoolBook, PoolDesktop, PoolState, TemplateVersion
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud import CloudActivities
-    from activities.projection import ProjectionActivities
 
 MAX_CLAIMS_PER_BATCH = 100
-PROJECTION_INTERVAL = timedelta(seconds=1)
 
 
 @dataclass
@@ -74,16 +83,15 @@ class PoolWorkflowResult:
 
 
 @workflow.defn
-class PoolWorkflow:
+class PoolWorkflow(PoolReadModel):
     @workflow.init
     def __init__(self, input: PoolWorkflowInput) -> None:
         self.book = PoolBook(input.state or PoolState(pool_id=input.pool_id, spec=input.spec))
         self.fault_retry = timedelta(seconds=input.fault_retry_s)
         self.wake = True
-        self.projected: tuple[Any, ...] | None = None
-        self.projected_at: datetime | None = None
-        # The one pool projection in flight, if any (never awaited by the loop).
-        self.projecting: Any = None
+        self.projected = None
+        self.projected_at = None
+        self.projecting = None
 
     @property
     def state(self) -> PoolState:
@@ -101,11 +109,15 @@ class PoolWorkflow:
                 await workflow.wait_condition(lambda: self.wake, timeout=self._sleep_for())
             self.wake = False
             now = workflow.now()
-            self.book.expire_claims(now)
-            self.book.serve_queue()
-            await self._reconcile(now, await self._ensure_project(now))
-            await self._flush_outbox()
-            self._project(now)
+            if self.state.removal is not None:
+                if await self._leave(now):
+                    return PoolWorkflowResult(self.state.pool_id, removal_summary(self.book))
+            else:
+                self.book.expire_claims(now)
+                self.book.serve_queue()
+                await self._reconcile(now, await self._ensure_project(now))
+                await self._flush_outbox()
+                self._project(now)
             workflow.set_current_details(self._details())
 
     # --- reconciling ----------------------------------------------------------------
@@ -159,6 +171,19 @@ class PoolWorkflow:
         numbers = lowest_free_numbers((d.number for d in self.state.desktops), count)
         new = [book.add_desktop(n, powered_on=i < plan.create_running) for i, n in enumerate(numbers)]
         await asyncio.gather(*(self._start_desktop(d) for d in new))
+
+    async def _leave(self, now: datetime) -> bool:
+        """Being removed: every desktop told once to leave, nothing created; True once none is left
+        and the pool's row is gone from the read model (the workflow then ends)."""
+        advance_removal(self.book)
+        await self._flush_outbox()
+        if self.state.desktops:
+            self._project(now)
+            return False
+        await self._drain()
+        await self._project_removed()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return True
 
     async def _start_desktop(self, desktop: PoolDesktop) -> None:
         spec = self.state.spec
@@ -218,7 +243,8 @@ class PoolWorkflow:
             elif message.kind == "power":
                 await handle.signal(desktop_wf.DesktopWorkflow.power, PowerInput(message.on))
             else:
-                await handle.signal(desktop_wf.DesktopWorkflow.remove, RemoveInput(message.reason))
+                remove = RemoveInput(message.reason, force=message.force, detach=message.detach)
+                await handle.signal(desktop_wf.DesktopWorkflow.remove, remove)
         except ApplicationError as err:
             # The desktop's workflow is gone: put its user back in line, forget it.
             workflow.logger.warning("desktop %s unreachable: %s", message.desktop_id, err)
@@ -230,7 +256,9 @@ class PoolWorkflow:
 
     def _sleep_for(self) -> timedelta | None:
         now = workflow.now()
-        wakeups = [t for t in (self.book.next_claim_expiry(), self.state.restrained_until) if t is not None]
+        # A restraint only holds back creations; while removing there are none to hold back.
+        restrained_until = self.state.restrained_until if self.state.removal is None else None
+        wakeups = [t for t in (self.book.next_claim_expiry(), restrained_until) if t is not None]
         if self.projected_at is not None and self._summary() != self.projected:
             wakeups.append(self.projected_at + PROJECTION_INTERVAL)
         if not wakeups:
@@ -240,52 +268,11 @@ class PoolWorkflow:
     def _details(self) -> str:
         """What an operator reads on this workflow's page in the Temporal UI."""
         c, state = self.book.counts(), self.state
+        if state.removal is not None:
+            return f"{state.spec.name}: {removal_summary(self.book)}"
         line = (f"{state.spec.name}: {c.ready} ready, {c.standby} standby, {c.provisioning} provisioning, "
                 f"{c.assigned} assigned, {c.waiting} waiting, template v{state.template_version}")  # fmt: skip
         return f"{line}\nrestrained: {state.restrained_reason}" if state.restrained_reason else line
-
-    # --- read model -------------------------------------------------------------------
-
-    def _summary(self) -> tuple[Any, ...]:
-        counts = self.book.counts()
-        return (self.state.template_version, self.state.spec, len(self.state.queue), self.state.restrained_reason,
-                dataclasses.astuple(counts))  # fmt: skip
-
-    def _project(self, now: datetime) -> None:
-        """Push the pool's summary to the store, at most once a second while it changes.
-
-        In the background: a read model that is down must not stop the pool;
-        when the write lands, the loop wakes and projects anything newer.
-        """
-        summary = self._summary()
-        if summary == self.projected or (self.projecting is not None and not self.projecting.done()):
-            return
-        if self.projected_at is not None and now - self.projected_at < PROJECTION_INTERVAL:
-            return  # _sleep_for wakes us when the interval is over
-        self.projected, self.projected_at = summary, now
-        spec = self.state.spec
-        counts = self.book.counts()
-        self.projecting = workflow.start_local_activity_method(
-            ProjectionActivities.project_pool,
-            ProjectPoolInput(
-                pool_id=self.state.pool_id,
-                name=spec.name,
-                project=spec.project,
-                spec=spec_to_json(spec),
-                template_version=self.state.template_version,
-                enabled=spec.enabled,
-                waiting=len(self.state.queue),
-                restrained_reason=self.state.restrained_reason,
-                at=now,
-                counts={k: v for k, v in dataclasses.asdict(counts).items()},
-            ),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
-        )
-        self.projecting.add_done_callback(lambda _: self._wake())
-
-    def _wake(self) -> None:
-        self.wake = True
 
     # --- messages ---------------------------------------------------------------------
 
@@ -334,6 +321,21 @@ class PoolWorkflow:
     def _validate_update_spec(self, request: UpdateSpecInput) -> None:
         if request.spec.name != self.state.spec.name or request.spec.project != self.state.spec.project:
             raise ApplicationError("name and project of a pool cannot change")
+        if self.state.removal is not None:
+            raise ApplicationError("the pool is being removed: its spec cannot change")
+
+    @workflow.update
+    def remove_pool(self, request: RemovePoolInput) -> RemovePoolResult:
+        """Destroy or detach every desktop, then end; a repeat is answered alike and changes nothing."""
+        result = begin_removal(self.book, request, workflow.now())
+        self.wake = True
+        return result
+
+    @remove_pool.validator
+    def _validate_remove_pool(self, request: RemovePoolInput) -> None:
+        refusal = removal_refusal(request.desktops, len(self.state.desktops), self.state.removal)
+        if refusal is not None:
+            raise ApplicationError(refusal)
 
     @workflow.query
     def status(self, _: PoolStatusInput) -> PoolStatusResult:
@@ -344,6 +346,7 @@ class PoolWorkflow:
             counts=self.book.counts(),
             restrained_reason=self.state.restrained_reason,
             consecutive_failures=self.state.consecutive_failures,
+            removal=self.state.removal.mode.value if self.state.removal else "",
         )
 
     @workflow.query
@@ -352,3 +355,7 @@ class PoolWorkflow:
         if known is not None:
             return known
         return ClaimOutcome(request.request_id, "", ClaimStatus.REJECTED, reason="unknown claim request id")
+
+    @workflow.query
+    def user_claims(self, request: UserClaimsInput) -> UserClaimsResult:
+        return UserClaimsResult(self.book.claims_of(request.user))

@@ -32,8 +32,9 @@ class SweepDecision:
 
 
 # While a desktop is being created its server may not be listed yet, and while it
-# is being destroyed it may already be gone: neither is a loss.
-TRANSITIONAL = ("provisioning", "releasing", "failed", "destroyed")
+# is being destroyed it may already be gone: neither is a loss. A detached (or
+# detaching, i.e. releasing) desktop's server drops out of the list on purpose.
+TRANSITIONAL = ("provisioning", "releasing", "failed", "destroyed", "detached")
 
 
 def decide(
