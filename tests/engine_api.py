@@ -19,6 +19,7 @@ from tests.api_client import api_client, as_user
 from tests.engine import engine_worker
 from tests.fakes import FakeCloud
 
+AGENT_KEY = b"engine-api-agent-key"
 PEOPLE = ["root", "padmin", "cadmin", "alice", "bob", "carol"]
 
 
@@ -38,6 +39,7 @@ async def api(
         database_url=sqlite_url,
         directory=DirectorySettings(backend="builtin", builtin_file=directory_file(tmp_path / "dir.yaml")),
         super_users=["root"],
+        secret_key=AGENT_KEY.decode(),  # type: ignore[arg-type]
     )
     async with engine_worker(dev_env.client, task_queue, sqlite_url, FakeCloud()), api_client(settings) as (_, client):
         yield client
