@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from workflows.messages import PoolCounts, RemovalMode
@@ -207,3 +207,20 @@ def plan_removal(desktops: Sequence[LeavingCandidate], mode: RemovalMode) -> lis
         for d in desktops
         if not d.told
     ]
+
+
+def pool_sleep(
+    now: datetime, claim_expiry: datetime | None, restrained_until: datetime | None, projection_due: datetime | None
+) -> timedelta | None:
+    """How long the pool loop may sleep before a timer matters: the first claim to expire, the end of
+    a restraint still ahead, a projection due. None: until a message wakes it.
+
+    A restraint already over is no reason to wake: it stays recorded until the next desktop's report
+    clears it, and treating it as due made the loop spin on 1 ms timers while desktops were building.
+    """
+    if restrained_until is not None and restrained_until <= now:
+        restrained_until = None
+    wakeups = [t for t in (claim_expiry, restrained_until, projection_due) if t is not None]
+    if not wakeups:
+        return None
+    return max(min(wakeups) - now, timedelta(milliseconds=1))

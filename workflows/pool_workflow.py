@@ -53,6 +53,7 @@ from workflows.planning import (
     pick_for_removal,
     pick_for_start,
     plan_reconcile,
+    pool_sleep,
     removal_refusal,
 )
 from workflows.pool_read_model import PROJECTION_INTERVAL, PoolReadModel
@@ -64,6 +65,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.cloud import CloudActivities
 
 MAX_CLAIMS_PER_BATCH = 100
+
+# workflow.patched ids: each names a change to what the loop does, for histories made before it.
+PATCH_EXPIRED_RESTRAINT = "pool-sleep-ignores-expired-restraint"
 
 
 @dataclass
@@ -258,12 +262,15 @@ class PoolWorkflow(PoolReadModel):
         now = workflow.now()
         # A restraint only holds back creations; while removing there are none to hold back.
         restrained_until = self.state.restrained_until if self.state.removal is None else None
-        wakeups = [t for t in (self.book.next_claim_expiry(), restrained_until) if t is not None]
+        projection_due = None
         if self.projected_at is not None and self._summary() != self.projected:
-            wakeups.append(self.projected_at + PROJECTION_INTERVAL)
-        if not wakeups:
-            return None
-        return max(min(wakeups) - now, timedelta(milliseconds=1))
+            projection_due = self.projected_at + PROJECTION_INTERVAL
+        expired = restrained_until is not None and restrained_until <= now
+        if expired and not workflow.patched(PATCH_EXPIRED_RESTRAINT):
+            # Histories from before the patch woke on an expired restraint every millisecond.
+            wakeups = [t for t in (self.book.next_claim_expiry(), restrained_until, projection_due) if t is not None]
+            return max(min(wakeups) - now, timedelta(milliseconds=1))
+        return pool_sleep(now, self.book.next_claim_expiry(), restrained_until, projection_due)
 
     def _details(self) -> str:
         """What an operator reads on this workflow's page in the Temporal UI."""

@@ -9,6 +9,7 @@ by default") and start them on demand; destroy pools delete idle surplus.
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from workflows.planning import (
     pick_for_removal,
     pick_for_start,
     plan_reconcile,
+    pool_sleep,
 )
 from workflows.pool_spec import Assignment, PoolSpec, ReleasePolicy, Template
 
@@ -513,3 +515,16 @@ def test_start_takes_standby_current_version_first_then_lowest_number() -> None:
     idle = [cand(1), cand(2, Slot.STANDBY, 1), cand(6, Slot.STANDBY), cand(4, Slot.STANDBY), cand(3, Slot.ASSIGNED)]
     assert numbers(pick_for_start(idle, 10, CURRENT)) == [4, 6, 2]
     assert numbers(pick_for_start(idle, 1, CURRENT)) == [4]
+
+
+def test_pool_sleeps_until_the_earliest_timer_that_matters() -> None:
+    now = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+    later, much_later = now + timedelta(seconds=5), now + timedelta(minutes=5)
+    assert pool_sleep(now, None, None, None) is None
+    assert pool_sleep(now, much_later, later, None) == timedelta(seconds=5)
+    assert pool_sleep(now, much_later, None, later) == timedelta(seconds=5)
+    # A restraint already over is no reason to wake: no 1 ms spin while desktops build.
+    assert pool_sleep(now, None, now - timedelta(seconds=1), None) is None
+    assert pool_sleep(now, much_later, now, None) == timedelta(minutes=5)
+    # A timer already due wakes at once (1 ms), never a negative sleep.
+    assert pool_sleep(now, now - timedelta(seconds=3), None, None) == timedelta(milliseconds=1)
