@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit import AuditActivities
+from activities.capacity import CapacityActivities
 from activities.cloud import CloudActivities
 from activities.cloud_driver import CloudConnections
 from activities.cloud_limits import CloudLimits
@@ -25,13 +26,14 @@ from activities.store.migrate import upgrade
 from activities.temporal_connection import connect_temporal
 from worker.metrics import start_worker_metrics
 from worker.settings import WorkerSettings, load_worker_settings
+from workflows.capacity_workflow import CapacityChangeWorkflow
 from workflows.desktop_workflow import DesktopWorkflow
 from workflows.pool_workflow import PoolWorkflow
 from workflows.reconcile_workflow import CloudReconcileWorkflow
 
 log = logging.getLogger("deskpool.worker")
 
-WORKFLOWS = [PoolWorkflow, DesktopWorkflow, CloudReconcileWorkflow]
+WORKFLOWS = [PoolWorkflow, DesktopWorkflow, CloudReconcileWorkflow, CapacityChangeWorkflow]
 # The sandbox proxies the datetime module, and a dataclass field typed plainly
 # `datetime` then fails to decode (carried state across continue-as-new). The
 # SDK maintainers' remedy is to leave `datetime` unrestricted; the wall clock
@@ -88,6 +90,7 @@ def build_worker(
     projection = ProjectionActivities(engine)
     audit = AuditActivities(engine)
     reconcile = ReconcileActivities(client, cloud.drivers, engine)
+    capacity = CapacityActivities(client, engine)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -110,6 +113,7 @@ def build_worker(
             reconcile.list_tagged_servers,
             reconcile.survey_desktops,
             reconcile.delete_orphan,
+            capacity.apply_capacity,
         ],
         # Store and cloud SDK calls are blocking; they run on this pool.
         activity_executor=executor,

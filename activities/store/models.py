@@ -121,3 +121,18 @@ class ConsoleDefaults(SQLModel, table=True):
     pool_id: str = Field(primary_key=True, max_length=64)
     options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = _timestamp()
+
+
+class CapacityRuleRecord(SQLModel, table=True):
+    """A pool's capacity rule (workflows/capacity_rules.CapacityRule as JSON). Its Temporal Schedule
+    (`capacity/<pool id>/<slug>`) decides the firing; this row lists it and re-creates a lost schedule."""
+
+    __tablename__ = "capacity_rule"
+
+    pool_id: str = Field(primary_key=True, max_length=64)
+    # The rule's name made an id part ("Night shift" -> "night-shift"): unique per pool.
+    slug: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=64)
+    rule: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: str = Field(max_length=256)
+    created_at: datetime = _timestamp()
