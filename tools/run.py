@@ -233,6 +233,8 @@ def main() -> int:
             f"  cloud           http://127.0.0.1:{stack.cloud_port} (embedded, clouds.yaml in {stack.data})\n"
             f"  logs            {stack.data / 'logs'}\n"
             f"  pools           {demo or 'none created'}: http://127.0.0.1:{stack.api_port}/pools\n"
+            "  sign in         admin / demo-admin (super user), alice / demo-alice (a user of the demo pool)\n"
+            f"  CLI             .venv/bin/deskpool --api-url http://127.0.0.1:{stack.api_port} login\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
