@@ -7,9 +7,13 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
+from temporalio.service import RPCError
 
 from activities.agent_secret import agent_secret
+from tests.api_client import app_of
 from tests.engine_api import AGENT_KEY, until, who
+from workflows.capacity_rules import capacity_schedule_id
 
 TEMPLATE = {"image": "win11-golden", "flavor": "vdi.medium"}
 
@@ -83,8 +87,15 @@ async def test_removal_respects_protection_and_live_desktops(api: httpx.AsyncCli
     assert live.status_code == 409 and live.json()["detail"].startswith("desktops:")
     assert (await api.delete(f"/pools/{pool}", params={"desktops": "everything"}, headers=root)).status_code == 422
 
+    rule = {"name": "Nights", "calendar": {"hour": 22, "time_zone": "UTC"}, "sizing": {"prestarted": 1}}
+    assert (await api.post(f"/pools/{pool}/schedules", json=rule, headers=root)).status_code == 201
+    schedule = app_of(api).state.temporal.get_schedule_handle(capacity_schedule_id(pool, "Nights"))
+    await schedule.describe()  # it exists
+
     removing = await api.delete(f"/pools/{pool}", params={"desktops": "destroy"}, headers=root)
     assert removing.status_code == 202 and removing.json()["status"] == "removing"
     await until(api, f"/pools/{pool}", lambda p: p.get("detail") == f"pool {pool} not found", root)
     audit = (await api.get("/audit", params={"pool": pool, "actor": "root"}, headers=root)).json()
     assert "pool.removing" in {e["action"] for e in audit}
+    with pytest.raises(RPCError):  # its capacity schedule went with it
+        await schedule.describe()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import Session, col, func, select
 
+from activities.capacity import forget_pool_rules
 from activities.store.models import DesktopRecord
 from api.audit_log import record_action
 from api.auth.deps import AccessDep, pool_target, require
@@ -17,7 +18,7 @@ from api.deps import DirectoryDep, EngineDep, SettingsDep, TemporalDep
 from api.pool_service import change_spec, load_pool, show
 from api.routers.pools import EntitlementView, entitlement_view
 from api.views import LIVE_STATES, PoolView
-from workflows.messages import RemovePoolInput, pool_workflow_id
+from workflows.messages import PoolStatusInput, RemovePoolInput, pool_workflow_id
 from workflows.pool_spec import Entitlement, PoolSpec, spec_from_json
 from workflows.pool_workflow import PoolWorkflow
 
@@ -139,7 +140,10 @@ async def remove_pool(
     result = await handle.execute_update(
         PoolWorkflow.remove_pool, RemovePoolInput(desktops=desktops, reason=f"removed by {access.principal.username}")
     )
-    record_action(engine, access.principal.username, "pool.removing", pool_id=pool_id, detail={"desktops": desktops})
+    # Its capacity schedules go with it: a new pool of the same name (same id) must not inherit them.
+    forgotten = await forget_pool_rules(temporal, engine, pool_id)
+    detail = {"desktops": desktops, "capacity_rules_removed": forgotten}
+    record_action(engine, access.principal.username, "pool.removing", pool_id=pool_id, detail=detail)
     return RemovalView(status="removing", live_desktops=result.live_desktops)
 
 
@@ -147,3 +151,44 @@ def _live_desktops(engine: EngineDep, pool_id: str) -> int:
     with Session(engine) as session:
         query = select(func.count()).where(DesktopRecord.pool_id == pool_id, col(DesktopRecord.state).in_(LIVE_STATES))
         return int(session.exec(query).one())
+
+
+class ShrinkBody(BaseModel):
+    by: int = Field(ge=1, le=100_000, description="how many desktops to take off the pool's maximum")
+
+
+@router.post(
+    "/shrink",
+    response_model=PoolView,
+    responses={409: {"description": "the new maximum would be below the desktops in use"}},
+)
+async def shrink_pool(
+    pool_id: str,
+    body: ShrinkBody,
+    access: AccessDep,
+    engine: EngineDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> PoolView:
+    """Lower the pool's maximum by n. Idle desktops leave (powered-off, then older template, then highest
+    number first); an assigned desktop is never taken away, so the maximum never goes below the desktops
+    in use (assigned, or awaiting return): 409 naming `by` otherwise; 422 when the sizing rules forbid it."""
+    record = load_pool(engine, pool_id)
+    require(access, Action.EDIT_POOL, pool_target(record))
+    current = spec_from_json(record.spec)
+    handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
+    counts = (await handle.query(PoolWorkflow.status, PoolStatusInput())).counts
+    held = counts.assigned + counts.awaiting_return
+    if current.max_desktops - body.by < held:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"by: {held} desktops of the pool are in use (assigned or awaiting return) and are never taken away; "
+            f"the maximum ({current.max_desktops}) can go down by at most {max(0, current.max_desktops - held)}",
+        )
+    try:
+        spec = dataclasses.replace(current, max_desktops=current.max_desktops - body.by)
+    except ValidationError as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"by: {_first_message(err)}") from None
+    updated = await change_spec(engine, temporal, pool_id, spec)
+    record_action(engine, access.principal.username, "pool.shrunk", pool_id=pool_id, detail={"by": body.by})
+    return show(engine, settings, updated)
