@@ -32,6 +32,7 @@ from api.routers import (
     pool_actions,
     pools,
     roles,
+    rollouts,
     schedules,
 )
 from api.settings import ApiSettings, load_api_settings
@@ -82,7 +83,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(title="deskpool", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     routers = (health, auth, roles, pools, pool_actions, claims, assignments, desktops, desktop_actions,
-               connections, me, audit, schedules)  # fmt: skip
+               connections, me, audit, schedules, rollouts)  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     # Unauthenticated, as Prometheus scrapes it: keep it off the public side of the proxy (deploy/README.md).

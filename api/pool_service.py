@@ -11,7 +11,7 @@ from activities.store.models import PoolRecord
 from api.settings import ApiSettings
 from api.views import PoolView, desktop_counts, pool_view
 from workflows.messages import UpdateSpecInput, pool_workflow_id
-from workflows.pool_spec import PoolSpec, spec_to_json
+from workflows.pool_spec import PoolSpec, spec_from_json, spec_to_json
 from workflows.pool_workflow import PoolWorkflow
 
 
@@ -24,7 +24,16 @@ def load_pool(engine: Engine, pool_id: str) -> PoolRecord:
 
 
 async def change_spec(engine: Engine, temporal: Client, pool_id: str, spec: PoolSpec) -> PoolRecord:
-    """The workflow takes the change first (it validates against live state); the store follows."""
+    """The workflow takes the change first (it validates against live state); the store follows.
+
+    Delete protection also blocks template changes until it is lifted (an edit that only lifts
+    it is fine; a template change in the same edit is not)."""
+    current = spec_from_json(load_pool(engine, pool_id).spec)
+    if current.delete_protection and spec.template != current.template:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "delete_protection: the pool is protected; lift delete protection before changing its template",
+        )
     handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
     result = await handle.execute_update(PoolWorkflow.update_spec, UpdateSpecInput(spec))
     with Session(engine) as session:

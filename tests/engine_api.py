@@ -30,8 +30,14 @@ def directory_file(path: Path) -> Path:
 
 
 @pytest.fixture
+def fake_cloud() -> FakeCloud:
+    """The cloud behind `api`: a test that asks for both may hold or fail builds."""
+    return FakeCloud()
+
+
+@pytest.fixture
 async def api(
-    dev_env: WorkflowEnvironment, task_queue: str, sqlite_url: str, tmp_path: Path
+    dev_env: WorkflowEnvironment, task_queue: str, sqlite_url: str, tmp_path: Path, fake_cloud: FakeCloud
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = ApiSettings(
         temporal_address=dev_env.client.service_client.config.target_host,
@@ -41,7 +47,7 @@ async def api(
         super_users=["root"],
         secret_key=AGENT_KEY.decode(),  # type: ignore[arg-type]
     )
-    async with engine_worker(dev_env.client, task_queue, sqlite_url, FakeCloud()), api_client(settings) as (_, client):
+    async with engine_worker(dev_env.client, task_queue, sqlite_url, fake_cloud), api_client(settings) as (_, client):
         yield client
 
 

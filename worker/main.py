@@ -21,6 +21,7 @@ from activities.cloud_limits import CloudLimits
 from activities.cloud_metrics import CloudSlotsCollector
 from activities.projection import ProjectionActivities
 from activities.reconcile import ReconcileActivities
+from activities.rollout import RolloutActivities
 from activities.store.database import make_engine
 from activities.store.migrate import upgrade
 from activities.temporal_connection import connect_temporal
@@ -30,10 +31,11 @@ from workflows.capacity_workflow import CapacityChangeWorkflow
 from workflows.desktop_workflow import DesktopWorkflow
 from workflows.pool_workflow import PoolWorkflow
 from workflows.reconcile_workflow import CloudReconcileWorkflow
+from workflows.rollout_workflow import RolloutWorkflow
 
 log = logging.getLogger("deskpool.worker")
 
-WORKFLOWS = [PoolWorkflow, DesktopWorkflow, CloudReconcileWorkflow, CapacityChangeWorkflow]
+WORKFLOWS = [PoolWorkflow, DesktopWorkflow, CloudReconcileWorkflow, CapacityChangeWorkflow, RolloutWorkflow]
 # The sandbox proxies the datetime module, and a dataclass field typed plainly
 # `datetime` then fails to decode (carried state across continue-as-new). The
 # SDK maintainers' remedy is to leave `datetime` unrestricted; the wall clock
@@ -52,10 +54,13 @@ PASSED_THROUGH = (
     "workflows.activity_io",
     "workflows.messages",
     "workflows.planning",
+    "workflows.pool_recycle",
     "workflows.pool_removal",
     "workflows.pool_spec",
     "workflows.pool_state",
     "workflows.reconcile_rules",
+    "workflows.rollout_messages",
+    "workflows.rollout_rules",
     "workflows.search_attributes",
     "workflows.session_rules",
 )
@@ -90,6 +95,7 @@ def build_worker(
     projection = ProjectionActivities(engine)
     audit = AuditActivities(engine)
     reconcile = ReconcileActivities(client, cloud.drivers, engine)
+    rollout = RolloutActivities(client, engine)
     capacity = CapacityActivities(client, engine)
     return Worker(
         client,
@@ -113,6 +119,9 @@ def build_worker(
             reconcile.list_tagged_servers,
             reconcile.survey_desktops,
             reconcile.delete_orphan,
+            rollout.pool_rollout_view,
+            rollout.pool_recycle,
+            rollout.clear_failed_desktops,
             capacity.apply_capacity,
         ],
         # Store and cloud SDK calls are blocking; they run on this pool.

@@ -27,6 +27,8 @@ RESTRAIN_AFTER_FAILURES = 3
 # flavor): the pool is restrained at the first one, with the cloud's reason.
 RESTRAIN_AT_ONCE = (CloudErrorType.QUOTA, CloudErrorType.BAD_REQUEST, CloudErrorType.NOT_FOUND)
 FINISHED_CLAIMS_KEPT = 1000
+VERSION_BUILDS_KEPT = 10
+RECYCLED_ON_RELEASE = "recreate: an old template version, back from its user"
 BEING_REMOVED = "pool is being removed: no new claims"
 
 
@@ -44,6 +46,8 @@ class PoolDesktop:
     request_id: str | None = None
     # Told to leave by the pool's removal (never told twice).
     leaving: bool = False
+    # In use on an old template version, a rollout asked: it leaves once back from its user.
+    recycle_on_release: bool = False
 
 
 @dataclass
@@ -57,6 +61,19 @@ class WaitingClaim:
 class TemplateVersion:
     version: int
     template: Template
+
+
+@dataclass
+class VersionBuilds:
+    """Per template version: desktops built that came up, desktops that failed (what a rollout watches)."""
+
+    version: int
+    up: int = 0
+    failed: int = 0
+    last_failure: str = ""
+    # The desktops that came up and failed last.
+    last_up_desktop: str = ""
+    last_failed_desktop: str = ""
 
 
 @dataclass
@@ -96,6 +113,8 @@ class PoolState:
     project_name: str | None = None
     # Set once the pool is being removed: no claims, no creations, every desktop leaves.
     removal: PoolRemoval | None = None
+    # The newest template versions' build counters (VERSION_BUILDS_KEPT of them).
+    builds: list[VersionBuilds] = field(default_factory=list)
 
 
 class PoolBook:
@@ -129,6 +148,9 @@ class PoolBook:
             for d in self.state.desktops
             if d.slot in (Slot.READY, Slot.STANDBY)
         ]
+
+    def builds(self, version: int) -> VersionBuilds | None:
+        return next((b for b in self.state.builds if b.version == version), None)
 
     def template(self, version: int) -> Template:
         return next(t.template for t in self.state.templates if t.version == version)
@@ -240,15 +262,22 @@ class PoolBook:
             return  # a late report from a desktop already gone
         if report.kind is ReportKind.READY:
             if desktop.slot in (Slot.PROVISIONING, Slot.RELEASING, Slot.AWAITING_RETURN, Slot.STANDBY, Slot.READY):
+                back_from_use = desktop.slot in (Slot.RELEASING, Slot.AWAITING_RETURN)
                 if desktop.slot is Slot.PROVISIONING:
                     self.state.consecutive_failures = 0
                     self.state.restrained_reason = ""
                     self.state.restrained_until = None
+                    builds = self._count_build(desktop.template_version)
+                    builds.up, builds.last_up_desktop = builds.up + 1, desktop.desktop_id
                 desktop.slot = Slot.READY if report.powered_on else Slot.STANDBY
                 desktop.powered_on = report.powered_on
                 desktop.starting = False
                 desktop.address = report.address or desktop.address
                 desktop.user = desktop.request_id = None
+                if back_from_use and desktop.recycle_on_release:
+                    # A rollout marked it while in use: now idle, it goes and is replaced.
+                    desktop.slot = Slot.REMOVING
+                    self.send(Outgoing(desktop.desktop_id, "remove", reason=RECYCLED_ON_RELEASE))
         elif report.kind is ReportKind.ASSIGNMENT_REJECTED:
             desktop.slot, desktop.user, desktop.request_id = Slot.REMOVING, None, None
             if report.user and report.request_id:
@@ -266,6 +295,17 @@ class PoolBook:
             del self.by_id[desktop.desktop_id]
             if report.failed:
                 self._count_failure(report.reason, now, report.failure_type)
+                builds = self._count_build(desktop.template_version)
+                builds.failed, builds.last_failure = builds.failed + 1, report.reason
+                builds.last_failed_desktop = desktop.desktop_id
+
+    def _count_build(self, version: int) -> VersionBuilds:
+        builds = self.builds(version)
+        if builds is None:
+            builds = VersionBuilds(version)
+            self.state.builds.append(builds)
+            del self.state.builds[:-VERSION_BUILDS_KEPT]
+        return builds
 
     def _end_claim(self, desktop: PoolDesktop) -> None:
         """Remember how a claim ended, so a late retry of it never takes a second desktop."""

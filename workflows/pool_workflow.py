@@ -22,6 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 import workflows.desktop_workflow as desktop_wf  # module import: the two workflows refer to each other
+from workflows import pool_recycle
 from workflows import search_attributes as sa
 from workflows.activity_io import EnsureProjectInput
 from workflows.messages import (
@@ -60,6 +61,7 @@ from workflows.pool_read_model import PROJECTION_INTERVAL, PoolReadModel
 from workflows.pool_removal import advance_removal, begin_removal, removal_summary
 from workflows.pool_spec import PoolSpec
 from workflows.pool_state import Outgoing, PoolBook, PoolDesktop, PoolState, TemplateVersion
+from workflows.rollout_messages import RecycleInput, RecycleResult, RolloutView, RolloutViewInput
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud import CloudActivities
@@ -343,6 +345,26 @@ class PoolWorkflow(PoolReadModel):
         refusal = removal_refusal(request.desktops, len(self.state.desktops), self.state.removal)
         if refusal is not None:
             raise ApplicationError(refusal)
+
+    @workflow.update
+    def recycle(self, request: RecycleInput) -> RecycleResult:
+        """A template rollout asks for old-version desktops to go: idle ones leave now and are
+        replaced on the current version; one in use is never taken (at most marked to go once
+        its user is done). The pool decides each; a repeat is answered alike."""
+        result = pool_recycle.take_recycle(self.book, request)
+        self.wake = True
+        return result
+
+    @recycle.validator
+    def _validate_recycle(self, request: RecycleInput) -> None:
+        refusal = pool_recycle.recycle_refusal(self.book, request)
+        if refusal is not None:
+            raise ApplicationError(refusal)
+
+    @workflow.query
+    def rollout_view(self, request: RolloutViewInput) -> RolloutView:
+        """What a template rollout needs to know: old desktops left, ready count, new builds."""
+        return pool_recycle.rollout_view(self.book, request)
 
     @workflow.query
     def status(self, _: PoolStatusInput) -> PoolStatusResult:
