@@ -20,6 +20,8 @@ from api.cli.output import stderr
 FILL_POLL_S = 1.0
 ROLLOUT_POLL_S = 1.0
 ROLLOUT_ACTIVE = {"pending", "queued", "running", "in_progress", "started", "rolling"}
+# A rollout pauses itself (failed canary, too many failures) and waits for an administrator.
+ROLLOUT_PAUSED = {"paused"}
 ROLLOUT_SUCCEEDED = {"completed", "complete", "succeeded", "done", "finished"}
 ROLLOUT_FAILED = {"failed", "cancelled", "canceled", "aborted", "error"}
 
@@ -100,7 +102,7 @@ def wait_for_fill(rt: Runtime, client: ApiClient, view: dict[str, Any], timeout:
 
 def rollout_finished(rollout: dict[str, Any]) -> bool:
     status = str(rollout.get("status") or "").lower()
-    if status in ROLLOUT_SUCCEEDED or status in ROLLOUT_FAILED:
+    if status in ROLLOUT_SUCCEEDED or status in ROLLOUT_FAILED or status in ROLLOUT_PAUSED:
         return True
     if status in ROLLOUT_ACTIVE:
         return False
@@ -124,7 +126,12 @@ def wait_for_rollout(rt: Runtime, client: ApiClient, pool_id: str, timeout: floa
                 stderr().print(Text(f"error: timed out after {timeout:g}s: {rollout_text(rollout)}"))
                 raise typer.Exit(1)
             rt.sleep(ROLLOUT_POLL_S)
-    if str(rollout.get("status") or "").lower() in ROLLOUT_FAILED:
+    status = str(rollout.get("status") or "").lower()
+    if status in ROLLOUT_PAUSED:
+        reason = rollout.get("paused_reason") or "no reason given"
+        stderr().print(Text(f"error: the rollout of pool {pool_id} paused ({reason}); resume or cancel it"))
+        raise typer.Exit(1)
+    if status in ROLLOUT_FAILED:
         stderr().print(Text(f"error: the rollout of pool {pool_id} ended: {rollout_text(rollout)}"))
         raise typer.Exit(1)
     return rollout

@@ -256,6 +256,19 @@ def test_recreate_failed_rollout_exits_1(run: Run, api: FakeApi) -> None:
     assert "failed, 1 of 3" in result.stderr
 
 
+def test_recreate_wait_stops_when_the_rollout_pauses_itself(run: Run, api: FakeApi, clock: FakeClock) -> None:
+    api.rollout_steps = [
+        {"status": "running", "done": 0, "total": 3},
+        {"status": "paused", "done": 0, "total": 3, "paused_reason": "canary vd-004 failed: quota"},
+    ]
+
+    result = run("pools", "recreate", "call-centre", "--wait", "--timeout", "600")
+
+    assert result.exit_code == 1
+    assert "paused (canary vd-004 failed: quota)" in result.stderr
+    assert len(clock.sleeps) == 1, "it must not poll on until the timeout"
+
+
 def test_recreate_without_wait_prints_the_rollout(run: Run, api: FakeApi) -> None:
     result = run("-o", "json", "pools", "recreate", "call-centre")
 
