@@ -18,7 +18,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 import workflows.desktop_workflow as desktop_wf
-from workflows.activity_io import CloudScope, DeleteOrphanInput, TaggedServerInfo
+from workflows.activity_io import (
+    CloudScope,
+    DeleteOrphanInput,
+    ListTaggedServersResult,
+    SurveyDesktopsResult,
+    TaggedServerInfo,
+)
 from workflows.messages import ServerLostInput, desktop_workflow_id
 from workflows.reconcile_rules import decide
 
@@ -26,6 +32,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.reconcile import ReconcileActivities
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=60))
+# workflow.patched ids. The desktops are asked before the cloud is listed: listed first, a desktop
+# that finished provisioning in between (its server made after the listing, the desktop ready by
+# the survey) was judged "vanished" and destroyed right after it became ready. Asked first, a
+# server made in between is at worst an orphan candidate, which the grace period protects.
+PATCH_SURVEY_FIRST = "reconcile-survey-before-listing"
 
 
 @dataclass
@@ -87,19 +98,12 @@ class CloudReconcileWorkflow:
             self.sweep_now = False
 
     async def _sweep(self, scope: CloudScope) -> None:
-        listed = await workflow.execute_activity_method(
-            ReconcileActivities.list_tagged_servers,
-            scope,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RETRY,
-        )
-        survey = await workflow.execute_activity_method(
-            ReconcileActivities.survey_desktops,
-            scope,
-            start_to_close_timeout=timedelta(minutes=5),
-            heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=RETRY,
-        )
+        if workflow.patched(PATCH_SURVEY_FIRST):
+            survey = await self._survey(scope)
+            listed = await self._list(scope)
+        else:
+            listed = await self._list(scope)
+            survey = await self._survey(scope)
         now = workflow.now()
         decision = decide(
             listed.servers,
@@ -122,6 +126,23 @@ class CloudReconcileWorkflow:
             orphans_deleted=self.report.orphans_deleted + len(gone),
             desktops_replaced=self.report.desktops_replaced + len(decision.lost),
             candidates=len(self.input.first_seen),
+        )
+
+    async def _list(self, scope: CloudScope) -> ListTaggedServersResult:
+        return await workflow.execute_activity_method(
+            ReconcileActivities.list_tagged_servers,
+            scope,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+        )
+
+    async def _survey(self, scope: CloudScope) -> SurveyDesktopsResult:
+        return await workflow.execute_activity_method(
+            ReconcileActivities.survey_desktops,
+            scope,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=RETRY,
         )
 
     async def _delete(self, scope: CloudScope, server: TaggedServerInfo, now: datetime) -> bool:
