@@ -49,6 +49,18 @@ TARGET_STATUS = {
     PowerAction.REBOOT_SOFT: "ACTIVE",
     PowerAction.REBOOT_HARD: "ACTIVE",
 }
+REBOOTS = (PowerAction.REBOOT_SOFT, PowerAction.REBOOT_HARD)
+# First heartbeat detail of an attempt that has asked the cloud for a reboot or a rebuild:
+# a retry after it only waits (a second reboot would interrupt the user again). Every later
+# heartbeat of that attempt carries it too, as the last heartbeat's details are what a retry sees.
+REBOOT_REQUESTED = "reboot requested"
+REBUILD_REQUESTED = "rebuild requested"
+
+
+def requested_before(marker: str) -> bool:
+    """Whether an earlier attempt of this activity heartbeated that it made the request."""
+    details = activity.info().heartbeat_details
+    return bool(details) and details[0] == marker
 
 
 class CloudActivities:
@@ -140,39 +152,47 @@ class CloudActivities:
     @activity.defn
     def power_server(self, request: PowerServerInput) -> PowerServerResult:
         """Bring the server to the action's end state. Decided on a settled server: while
-        Nova is still stopping, a server reads ACTIVE, so the status alone would lie."""
+        Nova is still stopping, a server reads ACTIVE, so the status alone would lie.
+
+        Start and stop are idempotent by the state (done when the server already is there).
+        A reboot is asked for once: the attempt heartbeats that it asked, and a retry after
+        that only waits for ACTIVE again (a worker that dies between the request and the
+        heartbeat leaving the server may reboot it twice: the one case a retry repeats)."""
         driver = self._driver(request.ref)
-        server = self._settle(request.ref, request.wait_timeout_s)
+        rebooted = request.action in REBOOTS and requested_before(REBOOT_REQUESTED)
+        marker = REBOOT_REQUESTED if rebooted else None
+        server = self._settle(request.ref, request.wait_timeout_s, marker)
         action = request.action
-        if action is PowerAction.REBOOT_SOFT and server.status == "SHUTOFF":
+        if action is PowerAction.REBOOT_SOFT and server.status == "SHUTOFF" and not rebooted:
             action = PowerAction.START  # Nova refuses to reboot a stopped server; a restart means: up
         target = TARGET_STATUS[action]
-        if server.status != target or action in (PowerAction.REBOOT_SOFT, PowerAction.REBOOT_HARD):
-            operation = {
-                PowerAction.START: lambda: driver.start(server.id),
-                PowerAction.STOP: lambda: driver.stop(server.id),
-                PowerAction.REBOOT_SOFT: lambda: driver.reboot(server.id, hard=False),
-                PowerAction.REBOOT_HARD: lambda: driver.reboot(server.id, hard=True),
-            }[action]
-            # A 409 (wrong state, e.g. still rebooting) maps to a retryable error.
-            call(operation)
-        done = self._wait_for(request.ref, (target,), request.wait_timeout_s, 0.5)
+        if action in REBOOTS:
+            if not rebooted:
+                # A 409 (wrong state, e.g. still rebooting) maps to a retryable error.
+                call(lambda: driver.reboot(server.id, hard=action is PowerAction.REBOOT_HARD))
+                activity.heartbeat(REBOOT_REQUESTED)
+            marker = REBOOT_REQUESTED
+        elif server.status != target:
+            start_or_stop = driver.start if action is PowerAction.START else driver.stop
+            call(lambda: start_or_stop(server.id))
+        done = self._wait_for(request.ref, (target,), request.wait_timeout_s, 0.5, marker)
         return PowerServerResult(status=done.status)
 
     @activity.defn
     def rebuild_server(self, request: RebuildServerInput) -> RebuildServerResult:
         """Rebuild from the image and leave the desktop running (Nova keeps a stopped one stopped)."""
         driver = self._driver(request.ref)
-        server = self._settle(request.ref, request.build_timeout_s)
-        # An attempt that already issued the rebuild heartbeated so; a retry
-        # after it only waits (a second rebuild would be harmless, but slow).
-        if not activity.info().heartbeat_details:
+        # An attempt that already issued the rebuild heartbeated so (and every heartbeat after
+        # says so too); a retry after it only waits (a second rebuild would be harmless, but slow).
+        rebuilt = requested_before(REBUILD_REQUESTED)
+        server = self._settle(request.ref, request.build_timeout_s, REBUILD_REQUESTED if rebuilt else None)
+        if not rebuilt:
             call(lambda: driver.rebuild(server.id, request.image))
-            activity.heartbeat("rebuild requested")
-        done = self._wait_for(request.ref, ("ACTIVE", "SHUTOFF"), request.build_timeout_s, 0.5)
+            activity.heartbeat(REBUILD_REQUESTED)
+        done = self._wait_for(request.ref, ("ACTIVE", "SHUTOFF"), request.build_timeout_s, 0.5, REBUILD_REQUESTED)
         if done.status == "SHUTOFF":
             call(lambda: driver.start(done.id))
-            done = self._wait_for(request.ref, ("ACTIVE",), request.build_timeout_s, 0.5)
+            done = self._wait_for(request.ref, ("ACTIVE",), request.build_timeout_s, 0.5, REBUILD_REQUESTED)
         return RebuildServerResult(status=done.status, address=done.address)
 
     @activity.defn
@@ -245,18 +265,21 @@ class CloudActivities:
             )
         return server
 
-    def _settle(self, ref: ServerRef, timeout_s: float) -> ServerInfo:
+    def _settle(self, ref: ServerRef, timeout_s: float, marker: str | None = None) -> ServerInfo:
         """Wait until Nova has no action in progress on the server."""
         deadline = time.monotonic() + timeout_s
         while True:
             server = self._require(ref)
             if server.task_state is None or time.monotonic() > deadline:
                 return server
-            activity.heartbeat(f"{server.status}/{server.task_state}")
+            activity.heartbeat(*_progress(marker, f"{server.status}/{server.task_state}"))
             self._sleep(0.5)
 
-    def _wait_for(self, ref: ServerRef, targets: tuple[str, ...], timeout_s: float, interval_s: float) -> ServerInfo:
-        """Poll until the server is settled in one of `targets`; ERROR and a timeout are failures."""
+    def _wait_for(
+        self, ref: ServerRef, targets: tuple[str, ...], timeout_s: float, interval_s: float, marker: str | None = None
+    ) -> ServerInfo:
+        """Poll until the server is settled in one of `targets`; ERROR and a timeout are failures.
+        Heartbeats carry `marker` first, when given (see `requested_before`)."""
         deadline = time.monotonic() + timeout_s
         while True:
             server = self._require(ref)
@@ -273,5 +296,9 @@ class CloudActivities:
                     type=SERVER_FAILED,
                     non_retryable=True,
                 )
-            activity.heartbeat(server.status)
+            activity.heartbeat(*_progress(marker, server.status))
             self._sleep(interval_s)
+
+
+def _progress(marker: str | None, status: str) -> tuple[str, ...]:
+    return (marker, status) if marker else (status,)

@@ -29,10 +29,12 @@ from workflows.activity_io import (
     ServerRef,
 )
 from workflows.messages import (
+    AssignInput,
     DesktopReport,
     DesktopSnapshot,
     DesktopStatus,
     DesktopWorkflowInput,
+    PowerOperation,
     RemoveInput,
     ReportKind,
     pool_workflow_id,
@@ -51,6 +53,20 @@ PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), max
 DETACH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60))
 EVENTS_KEPT = 50
 
+# workflow.patched ids: each names a change to what a desktop does, for histories made before it.
+# Assignments the pool sent that a detaching desktop never took are answered before it reports
+# itself gone, so their users go back to the head of the line instead of losing their claims.
+PATCH_REJECT_UNTAKEN_ON_LEAVING = "desktop-rejects-untaken-assignments-when-leaving"
+
+# An administrator's power operation on a desktop where it rests: the cloud action, and the
+# events recorded before and after it.
+IN_PLACE_POWER = {
+    PowerOperation.ON: (PowerAction.START, "powering on", "powered on"),
+    PowerOperation.OFF: (PowerAction.STOP, "powering off", "powered off"),
+    PowerOperation.RESTART: (PowerAction.REBOOT_SOFT, "restarting", "restarted"),
+    PowerOperation.FORCE_RESTART: (PowerAction.REBOOT_HARD, "forcing a restart", "restarted (forced)"),
+}
+
 
 class DesktopSteps:
     # Set by DesktopWorkflow.__init__.
@@ -58,6 +74,7 @@ class DesktopSteps:
     snap: DesktopSnapshot
     projections: list[Any]
     projection_due: bool
+    assigns: list[AssignInput]
 
     async def _provision(self) -> None:
         ref = self._ref()
@@ -134,6 +151,7 @@ class DesktopSteps:
         self.snap.status = DesktopStatus.DETACHED
         self.snap.user = self.snap.request_id = None
         self._changed(f"detached: {reason}", gone=True)
+        await self._reject_untaken_assignments()
         await self._report(ReportKind.GONE, reason=f"detached: {reason}")
 
     async def _revert(self) -> None:
@@ -182,6 +200,31 @@ class DesktopSteps:
         self.snap.user = self.snap.request_id = None
         self._changed(f"destroyed: {reason}", gone=True)
         await self._report(ReportKind.GONE, failed=failed, reason=reason, failure_type=failure_type)
+
+    async def _reject_untaken_assignments(self) -> None:
+        """Before a detached desktop's last report: an assignment that arrived while it was leaving
+        (an administrator's detach of an idle desktop the pool then gave away) goes back, its user
+        to the head of the line."""
+        if not self.assigns or not workflow.patched(PATCH_REJECT_UNTAKEN_ON_LEAVING):
+            return
+        untaken, self.assigns = self.assigns, []
+        for assignment in untaken:
+            await self._report(ReportKind.ASSIGNMENT_REJECTED, user=assignment.user, request_id=assignment.request_id)
+
+    async def _power_in_place(self, operation: PowerOperation, actor: str) -> None:
+        """Power on, off or restart the desktop where it rests (in use, awaiting return, or a
+        restart of an idle one): its status and user stay. A restart interrupts the session;
+        the agent reports the disconnect and the reconnect as usual. A failure is recorded,
+        not acted on: a server the cloud broke is the reconciler's to replace."""
+        action, doing, done = IN_PLACE_POWER[operation]
+        self._changed(f"{doing} by {actor}")
+        try:
+            await self._power(action)
+        except ActivityError as err:
+            self._changed(f"power {operation.value} by {actor} failed: {cause_of(err)}")
+            return
+        self.snap.powered_on = operation is not PowerOperation.OFF
+        self._changed(done)
 
     async def _power(self, action: PowerAction) -> None:
         await workflow.execute_activity_method(

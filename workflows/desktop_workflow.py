@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.activity_io import PowerAction
+from workflows.desktop_rules import detach_refusal, power_refusal
 from workflows.desktop_steps import DesktopSteps, cause_of
 from workflows.messages import (
     AssignInput,
@@ -26,7 +27,12 @@ from workflows.messages import (
     DesktopStatusResult,
     DesktopWorkflowInput,
     DesktopWorkflowResult,
+    DetachInput,
+    DetachResult,
+    OperatePowerInput,
+    OperatePowerResult,
     PowerInput,
+    PowerOperation,
     ReleaseInput,
     ReleaseResult,
     RemoveInput,
@@ -56,6 +62,9 @@ class DesktopWorkflow(DesktopSteps):
         self.power_request: PowerInput | None = None
         self.return_request: ReturnInput | None = None
         self.lost: ServerLostInput | None = None
+        # An administrator's power operation (on, off, restart, forced restart): queued, in progress.
+        self.operation: OperatePowerInput | None = None
+        self.in_flight: PowerOperation | None = None
         # Agent events that arrived before the assignment they belong to was taken.
         self.deferred_events: list[SessionEvent] = []
         self.projection_due = False
@@ -93,7 +102,7 @@ class DesktopWorkflow(DesktopSteps):
         """Signals taken but not yet acted on: act first, continue as new after."""
         return bool(
             self.assigns or self.release_request or self.remove_request or self.power_request
-            or self.return_request or self.lost or self.deferred_events
+            or self.return_request or self.lost or self.deferred_events or self.operation
         )  # fmt: skip
 
     async def _step(self) -> bool:
@@ -124,6 +133,10 @@ class DesktopWorkflow(DesktopSteps):
         if self.release_request:
             # It was for an assignment that never took: it must not end the next user's session.
             self.release_request = None
+        if self.operation is not None:
+            operation, self.operation = self.operation, None
+            await self._operate_power(operation)
+            return True
         if self.power_request and status in IDLE:
             power, self.power_request = self.power_request, None
             await self._set_idle_power(power.on)
@@ -173,6 +186,22 @@ class DesktopWorkflow(DesktopSteps):
         for event in deferred:
             self._apply_event(event)
 
+    async def _operate_power(self, request: OperatePowerInput) -> None:
+        """An administrator's power operation, the rule asked again now that the loop acts on it."""
+        refusal = power_refusal(self.snap.status, self.snap.powered_on, request.operation)
+        if refusal is not None:
+            self._changed(f"power {request.operation.value} by {request.actor} not done: {refusal}")
+            return
+        self.in_flight = request.operation
+        try:
+            if self.snap.status in IDLE and request.operation in (PowerOperation.ON, PowerOperation.OFF):
+                # The pool keeps track of its idle desktops' power: the same step as its own requests.
+                await self._set_idle_power(request.operation is PowerOperation.ON)
+            else:
+                await self._power_in_place(request.operation, request.actor)
+        finally:
+            self.in_flight = None
+
     # --- messages ------------------------------------------------------------------------
 
     @workflow.signal
@@ -201,6 +230,9 @@ class DesktopWorkflow(DesktopSteps):
 
     @workflow.signal
     def remove(self, request: RemoveInput) -> None:
+        if self.remove_request is not None and self.remove_request.detach and not request.detach:
+            # An administrator chose to keep this server: a later scale-down must not delete it.
+            return
         self.remove_request = request
         self.wake = True
 
@@ -208,6 +240,50 @@ class DesktopWorkflow(DesktopSteps):
     def power(self, request: PowerInput) -> None:
         self.power_request = request
         self.wake = True
+
+    @workflow.update
+    def operate_power(self, request: OperatePowerInput) -> OperatePowerResult:
+        """Power on or off, restart or force a restart; taken at once, carried out by the loop."""
+        queued = request.operation not in (self.in_flight, self.operation.operation if self.operation else None)
+        if queued:
+            self.operation = request
+            self.wake = True
+        return OperatePowerResult(accepted=True, status=self.snap.status, queued=queued)
+
+    @operate_power.validator
+    def _validate_operate_power(self, request: OperatePowerInput) -> None:
+        if self.remove_request is not None:
+            raise ApplicationError("desktop is leaving its pool: no power operations")
+        busy = self.in_flight or (self.operation.operation if self.operation else None)
+        if busy is request.operation:
+            return  # a repeat: answered alike, nothing added
+        if busy is not None:
+            raise ApplicationError(f"a power {busy.value} is under way: try again when it is done")
+        refusal = power_refusal(self.snap.status, self.snap.powered_on, request.operation)
+        if refusal is not None:
+            raise ApplicationError(refusal)
+
+    @workflow.update
+    def detach(self, request: DetachInput) -> DetachResult:
+        """Leave the pool keeping the server: the pool's forced detach, for this desktop alone."""
+        if self.remove_request is None:
+            self.remove_request = RemoveInput(request.reason, force=True, detach=True)
+            self.wake = True
+        return DetachResult(accepted=True, status=self.snap.status)
+
+    @detach.validator
+    def _validate_detach(self, request: DetachInput) -> None:
+        if self.remove_request is not None:
+            if self.remove_request.detach:
+                return  # a repeat: answered alike
+            raise ApplicationError("desktop is already leaving its pool (being deleted)")
+        refusal = detach_refusal(self.snap.status, self.snap.powered_on)
+        if refusal is not None:
+            raise ApplicationError(refusal)
+        # A power off still finishing (its report to the pool) is no reason to wait: it is off.
+        powering = self.in_flight not in (None, PowerOperation.OFF) or self.operation or self.power_request
+        if powering or self.assigns:
+            raise ApplicationError("desktop is busy (a power change or an assignment under way): try again")
 
     @workflow.signal
     def return_desktop(self, request: ReturnInput) -> None:
@@ -233,6 +309,8 @@ class DesktopWorkflow(DesktopSteps):
         # A Release may overtake the pool's assignment it follows: accept it then too.
         if self.snap.status not in RELEASABLE and not self.assigns:
             raise ApplicationError(f"desktop is {self.snap.status.value}, not in use: nothing to release")
+        if request.only_if_disconnected and self.snap.status is not DesktopStatus.DISCONNECTED:
+            raise ApplicationError(f"desktop is {self.snap.status.value}, not disconnected: not released")
 
     @workflow.query
     def status(self, _: DesktopStatusInput) -> DesktopStatusResult:
@@ -248,4 +326,5 @@ class DesktopWorkflow(DesktopSteps):
             region=self.input.spec.region,
             image=self.input.template.image,
             flavor=self.input.template.flavor,
+            project_id=self.input.project_id,
         )

@@ -272,6 +272,9 @@ class ReleaseInput:
     # True: give the desktop back now (Release, immediate release). False: the
     # user's Disconnect; the disconnected-retention buffer starts instead.
     immediate: bool = True
+    # The pool's immediate release of disconnected desktops: refused unless the desktop is
+    # disconnected when the update is taken (its user may have come back meanwhile).
+    only_if_disconnected: bool = False
 
 
 @dataclass
@@ -298,6 +301,43 @@ class PowerInput:
     on: bool
 
 
+class PowerOperation(StrEnum):
+    """What an administrator does to a desktop's power (`DesktopWorkflow.operate_power`)."""
+
+    ON = "on"
+    OFF = "off"
+    RESTART = "restart"  # the guest is asked to reboot (Nova SOFT)
+    FORCE_RESTART = "force_restart"  # reset, whatever the guest does (Nova HARD)
+
+
+@dataclass
+class OperatePowerInput:
+    operation: PowerOperation
+    actor: str = "admin"
+
+
+@dataclass
+class OperatePowerResult:
+    accepted: bool
+    status: DesktopStatus
+    # False: the same operation was already under way or queued; nothing was added.
+    queued: bool = True
+
+
+@dataclass
+class DetachInput:
+    """An administrator detaches one powered-off desktop from its pool: its server is kept as an
+    independent server (deskpool's tags and metadata stripped, everything else untouched)."""
+
+    reason: str
+
+
+@dataclass
+class DetachResult:
+    accepted: bool
+    status: DesktopStatus
+
+
 @dataclass
 class DesktopStatusInput:
     pass
@@ -316,6 +356,8 @@ class DesktopStatusResult:
     region: str | None = None
     image: str = ""
     flavor: str = ""
+    # The cloud project of the desktop's server (None: the clouds.yaml entry's own).
+    project_id: str | None = None
 
 
 @dataclass
