@@ -16,6 +16,7 @@ from activities.store.migrate import upgrade
 from activities.temporal_connection import connect_temporal
 from api.auth.tokens import SessionTokens
 from api.claim_gateway import ClaimGateway
+from api.cloud_access import cloud_drivers
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.metrics import router as metrics_router
@@ -30,6 +31,7 @@ from api.routers import (
     health,
     me,
     pool_actions,
+    pool_operations,
     pools,
     roles,
     rollouts,
@@ -75,6 +77,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.gateway = ClaimGateway(app.state.temporal, observer=app.state.metrics.observe_claim)
         app.state.directory = await open_directory(resolved)
         app.state.tokens = SessionTokens(session_key(resolved), resolved.session_ttl_s)
+        # Consoles and logs straight from the cloud (never through a workflow history).
+        app.state.clouds = cloud_drivers(resolved, app.state.metrics.registry)
         yield
         await app.state.gateway.close()
         await app.state.directory.close()
@@ -83,7 +87,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(title="deskpool", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     routers = (health, auth, roles, pools, pool_actions, claims, assignments, desktops, desktop_actions,
-               connections, me, audit, schedules, rollouts)  # fmt: skip
+               connections, me, audit, pool_operations, schedules, rollouts)  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     # Unauthenticated, as Prometheus scrapes it: keep it off the public side of the proxy (deploy/README.md).

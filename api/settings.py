@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from pydantic import Field, ValidationError
 
@@ -32,6 +33,13 @@ class ApiSettings(SharedSettings):
     # first administrator, before anyone has granted a role.
     super_users: list[str] = Field(default_factory=list)
     super_groups: list[str] = Field(default_factory=list)
+    # The API reaches the cloud itself only for what must stay out of workflow histories
+    # (remote console URLs carry a token) and the console log: the worker's clouds.yaml,
+    # a rate limit of its own (cloud operations per second per cloud, 0 = unlimited), and
+    # how long a request waits for the cloud before answering 503.
+    clouds_yaml: Path | None = None
+    cloud_max_calls_per_second: float = Field(default=20.0, ge=0)
+    cloud_call_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
 
 def load_api_settings() -> ApiSettings:
