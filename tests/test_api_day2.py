@@ -337,5 +337,11 @@ async def test_a_claim_given_a_desktop_being_detached_goes_back_to_the_head_of_t
 
     await until(api, f"/desktops/{first}", lambda d: d["state"] == "detached", root)
     request_id = claimed.json()["request_id"]
-    served = await until(api, f"/pools/{pool}/claims/{request_id}", lambda c: c["status"] != "waiting", alice)
+    # Until the pool has heard the detaching desktop's answer (it follows the detached projection).
+    served = await until(
+        api,
+        f"/pools/{pool}/claims/{request_id}",
+        lambda c: c["status"] != "waiting" and c["desktop_id"] != first,
+        alice,
+    )
     assert (served["status"], served["desktop_id"]) == ("assigned", second), served
