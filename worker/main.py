@@ -52,6 +52,7 @@ PASSED_THROUGH = (
     "annotated_types",
     "typing_inspection",
     "workflows.activity_io",
+    "workflows.desktop_rules",
     "workflows.messages",
     "workflows.planning",
     "workflows.pool_recycle",

@@ -57,6 +57,8 @@ EVENTS_KEPT = 50
 # Assignments the pool sent that a detaching desktop never took are answered before it reports
 # itself gone, so their users go back to the head of the line instead of losing their claims.
 PATCH_REJECT_UNTAKEN_ON_LEAVING = "desktop-rejects-untaken-assignments-when-leaving"
+# The pool hears of an idle desktop before the read model shows it (see _become_ready).
+PATCH_REPORT_BEFORE_PROJECTING = "desktop-reports-ready-before-projecting"
 
 # An administrator's power operation on a desktop where it rests: the cloud action, and the
 # events recorded before and after it.
@@ -97,15 +99,13 @@ class DesktopSteps:
             await self._destroy(f"provisioning failed: {cause_of(err)}", failed=True, failure_type=cause_type_of(err))
             return
         self.snap.powered_on = self.input.power_on
-        self._become_idle("ready" if self.input.power_on else "standby")
-        await self._report(ReportKind.READY)
+        await self._become_ready("ready" if self.input.power_on else "standby")
 
     async def _release(self, reason: str) -> None:
         spec = self.input.spec
         await self._end_assignment(reason)
         if spec.assignment is Assignment.PERSONAL:
-            self._become_idle("unassigned")
-            await self._report(ReportKind.READY)
+            await self._become_ready("unassigned")
         elif spec.release is ReleasePolicy.DESTROY:
             await self._destroy(reason, failed=False)
         elif spec.release is ReleasePolicy.REVERT:
@@ -170,8 +170,7 @@ class DesktopSteps:
             return
         self.snap.address = done.address or self.snap.address
         self.snap.powered_on = True
-        self._become_idle("reverted")
-        await self._report(ReportKind.READY)
+        await self._become_ready("reverted")
 
     async def _set_idle_power(self, on: bool) -> None:
         if on != self.snap.powered_on:
@@ -181,7 +180,8 @@ class DesktopSteps:
                 await self._destroy(f"power {'on' if on else 'off'} failed: {cause_of(err)}", failed=True)
                 return
             self.snap.powered_on = on
-            self._become_idle("powered on" if on else "powered off")
+            await self._become_ready("powered on" if on else "powered off")
+            return
         await self._report(ReportKind.READY)
 
     async def _destroy(self, reason: str, failed: bool, failure_type: str = "") -> None:
@@ -241,14 +241,25 @@ class DesktopSteps:
         spec = self.input.spec
         return ServerRef(spec.cloud, self.input.desktop_id, self.snap.server_id, spec.region, self.input.project_id)
 
-    def _become_idle(self, event: str) -> None:
+    async def _become_ready(self, event: str) -> None:
+        """Idle again, and the pool told before the read model: whoever sees the desktop ready
+        in the API then finds it in the pool's book too (a claim is served, not put in line)."""
+        if not workflow.patched(PATCH_REPORT_BEFORE_PROJECTING):
+            self._become_idle(event)
+            await self._report(ReportKind.READY)
+            return
+        projection = self._become_idle(event, project=False)
+        await self._report(ReportKind.READY)
+        self._project(projection)
+
+    def _become_idle(self, event: str, project: bool = True) -> ProjectDesktopInput:
         self.snap.status = DesktopStatus.READY if self.snap.powered_on else DesktopStatus.STANDBY
         self.snap.user = self.snap.request_id = None
         self.snap.assigned_at = self.snap.connected_at = self.snap.session_started_at = None
         self.snap.disconnected_at = self.snap.idle_since = None
-        self._changed(event)
+        return self._changed(event, project=project)
 
-    def _changed(self, event: str, gone: bool = False) -> None:
+    def _changed(self, event: str, gone: bool = False, project: bool = True) -> ProjectDesktopInput:
         """Record a transition: event log, search attributes, read-model projection."""
         self.projection_due = False
         self.snap.sequence += 1
@@ -272,6 +283,11 @@ class DesktopSteps:
             event=event,
             gone=gone,
         )
+        if project:
+            self._project(projection)
+        return projection
+
+    def _project(self, projection: ProjectDesktopInput) -> None:
         # Not awaited: a slow read model must not hold up the desktop; the
         # sequence number keeps late writes from rolling a row back.
         self.projections = [p for p in self.projections if not p.done()]
