@@ -203,3 +203,55 @@ def _all_free(ports: range) -> bool:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return False
     return True
+
+
+def test_day2_operations_on_real_processes(stack: Stack) -> None:
+    """Issue 7 over HTTP on the processes `make run` starts, against the embedded OpenStack-compatible
+    cloud: increase, shrink, a template change rolled out by Recreate, a capacity schedule, removal."""
+    api = signed_in(stack, "admin")
+    spec = {
+        "name": "E2E day two",
+        "naming_mask": "eed-",
+        "max_desktops": 3,
+        "prestarted": 2,
+        "entitlement": {"groups": ["callcentre"]},
+        "template": {"image": "win11-golden", "flavor": "vdi.small", "networks": ["vdi-net"]},
+    }
+    created = api.post("/pools", json=spec)
+    assert created.status_code == 201, created.text
+    pool_id = created.json()["id"]
+
+    def pool() -> dict[str, Any]:
+        return dict(api.get(f"/pools/{pool_id}").json())
+
+    assert _until(pool, lambda p: p["counts"]["ready"] == 2)["counts"]["ready"] == 2
+    assert api.post(f"/pools/{pool_id}/increase", json={"by": 2}).json()["spec"]["max_desktops"] == 5
+    assert api.post(f"/pools/{pool_id}/shrink", json={"by": 1}).json()["spec"]["max_desktops"] == 4
+
+    # A new template makes version 2; Recreate replaces the idle version-1 desktops.
+    edited = api.put(
+        f"/pools/{pool_id}", json={**pool()["spec"], "template": {**spec["template"], "flavor": "vdi.medium"}}
+    )
+    assert edited.status_code == 200 and edited.json()["template_version"] == 2
+    started = api.post(f"/pools/{pool_id}/recreate", json={"strategy": "rolling"})
+    assert started.status_code == 202, started.text
+    done = _until(lambda: api.get(f"/pools/{pool_id}/rollout").json(), lambda r: r["status"] == "completed", 90)
+    assert done["status"] == "completed", done
+    _until(lambda: api.get("/desktops", params={"pool": pool_id}).json(),
+           lambda ds: len(ds) == 2 and all(d["template_version"] == 2 for d in ds))  # fmt: skip
+    desktops = api.get("/desktops", params={"pool": pool_id}).json()
+    assert {d["template_version"] for d in desktops} == {2}, desktops
+
+    # A capacity rule, applied now: the reserve grows to 3.
+    rule = {"name": "Morning rush", "calendar": {"hour": 8, "time_zone": "UTC"}, "sizing": {"prestarted": 3}}
+    assert api.post(f"/pools/{pool_id}/schedules", json=rule).status_code == 201
+    assert api.post(f"/pools/{pool_id}/schedules/Morning rush/trigger").status_code == 202
+    grown = _until(pool, lambda p: p["spec"]["prestarted"] == 3 and p["counts"]["ready"] == 3, 60)
+    assert grown["counts"]["ready"] == 3, grown
+
+    # Removal destroys every desktop and then the pool itself.
+    assert api.delete(f"/pools/{pool_id}", params={"desktops": "destroy"}).status_code == 202
+    gone = _until(lambda: api.get(f"/pools/{pool_id}").status_code, lambda code: code == 404, 60)
+    assert gone == 404
+    left = api.get("/desktops", params={"pool": pool_id}).json()
+    assert left == [], f"desktops still live after removal: {left}"
