@@ -224,11 +224,18 @@ class ApiClient:
         return self._json("GET", f"/desktops/{_seg(desktop_id)}")
 
     def desktop_action(self, desktop_id: str, action: str) -> Json:
-        """release, disconnect or return."""
+        """release, disconnect, return or detach."""
         return self._json("POST", f"/desktops/{_seg(desktop_id)}/{action}")
 
-    def power(self, desktop_id: str, on: bool) -> Json:
-        return self._json("POST", f"/desktops/{_seg(desktop_id)}/power", body={"on": on})
+    def power(self, desktop_id: str, action: str) -> Json:
+        """on, off, restart or force_restart."""
+        return self._json("POST", f"/desktops/{_seg(desktop_id)}/power", body={"action": action})
+
+    def console(self, desktop_id: str) -> Json:
+        return self._json("GET", f"/desktops/{_seg(desktop_id)}/console")
+
+    def console_log(self, desktop_id: str, lines: int) -> str:
+        return self._send("GET", f"/desktops/{_seg(desktop_id)}/log", params={"lines": lines}).text
 
     def connection_file(self, desktop_id: str, extension: str) -> bytes:
         response = self._send("GET", f"/desktops/{_seg(desktop_id)}/connection.{extension}")

@@ -17,6 +17,8 @@ DesktopId = Annotated[str, typer.Argument(metavar="DESKTOP")]
 class Power(StrEnum):
     ON = "on"
     OFF = "off"
+    RESTART = "restart"
+    FORCE_RESTART = "force_restart"
 
 
 def register(app: typer.Typer) -> None:
@@ -100,12 +102,39 @@ def return_desktop(ctx: typer.Context, desktop_id: DesktopId) -> None:
 def power_desktop(
     ctx: typer.Context,
     desktop_id: DesktopId,
-    state: Annotated[Power, typer.Argument(metavar="STATE", help="on or off")],
+    state: Annotated[Power, typer.Argument(metavar="ACTION", help="on, off, restart or force_restart")],
 ) -> None:
-    """Power a desktop on or off."""
+    """Power a desktop on or off, or restart it (forced: a hard reboot). Off is refused while in use."""
     rt = runtime(ctx)
-    answer = rt.client().power(desktop_id, state is Power.ON)
+    answer = rt.client().power(desktop_id, state.value)
     if rt.json:
         out.emit_json(answer)
     else:
         out.message(f"Desktop {desktop_id}: power {state.value} requested.")
+
+
+@desktops.command("detach")
+def detach_desktop(ctx: typer.Context, desktop_id: DesktopId) -> None:
+    """Detach a powered-off desktop: it becomes an independent server, no longer deskpool's."""
+    _action(ctx, desktop_id, "detach", "detached")
+
+
+@desktops.command("console")
+def console_desktop(ctx: typer.Context, desktop_id: DesktopId) -> None:
+    """Print the desktop's console URL (it carries a short-lived token: do not share it)."""
+    rt = runtime(ctx)
+    answer: dict[str, Any] = rt.client().console(desktop_id)
+    if rt.json:
+        out.emit_json(answer)
+    else:
+        typer.echo(answer["url"])
+
+
+@desktops.command("log")
+def desktop_log(
+    ctx: typer.Context,
+    desktop_id: DesktopId,
+    lines: Annotated[int, typer.Option(min=1, max=10000, help="how many of the last lines")] = 100,
+) -> None:
+    """The desktop's console log (boot messages), as the cloud keeps it."""
+    typer.echo(runtime(ctx).client().console_log(desktop_id, lines), nl=False)

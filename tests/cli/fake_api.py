@@ -213,12 +213,14 @@ class FakeApi:
             ("DELETE", r"/roles/([^/]+)", self.revoke_grant),
             ("GET", "/desktops", self.list_desktops),
             ("GET", d, self.get_desktop),
-            ("POST", d + r"/(release|disconnect|return)", self.desktop_action),
+            ("POST", d + r"/(release|disconnect|return|detach)", self.desktop_action),
+            ("POST", d + "/power", lambda r, i: _json(202, {"status": f"power {self.body(r)['action']}"})),
             (
-                "POST",
-                d + "/power",
-                lambda r, i: _json(202, {"status": "powering " + ("on" if self.body(r)["on"] else "off")}),
+                "GET",
+                d + "/console",
+                lambda r, i: _json(200, {"url": f"https://console.test/{i}?token=t", "type": "novnc"}),
             ),
+            ("GET", d + "/log", lambda r, i: httpx.Response(200, text="boot line\n" * int(r.url.params["lines"]))),
             ("GET", d + r"/connection\.(rdp|vv)", self.connection_file),
             ("GET", "/audit", lambda r: _json(200, self.audit)),
         ]

@@ -97,7 +97,7 @@ def test_power(run: Run, api: FakeApi, state: str, on: bool) -> None:
     result = run("desktops", "power", "d-2", state)
 
     assert result.exit_code == 0
-    assert api.body(api.calls("POST", "/desktops/d-2/power")[0]) == {"on": on}
+    assert api.body(api.calls("POST", "/desktops/d-2/power")[0]) == {"action": state}
 
 
 def test_power_needs_on_or_off(run: Run, api: FakeApi) -> None:
@@ -159,3 +159,15 @@ def test_events_json(run: Run, api: FakeApi) -> None:
     result = run("-o", "json", "events")
 
     assert json.loads(result.stdout) == api.audit
+
+
+def test_restart_detach_console_and_log(run: Run, api: FakeApi) -> None:
+    assert run("desktops", "power", "d-2", "force_restart").exit_code == 0
+    assert api.body(api.calls("POST", "/desktops/d-2/power")[-1]) == {"action": "force_restart"}
+    detached = run("desktops", "detach", "d-2")
+    assert detached.exit_code == 0 and api.calls("POST", "/desktops/d-2/detach")
+    console = run("desktops", "console", "d-2")
+    assert console.stdout.strip() == "https://console.test/d-2?token=t"
+    log = run("desktops", "log", "d-2", "--lines", "3")
+    assert log.stdout == "boot line\n" * 3
+    assert api.calls("GET", "/desktops/d-2/log")[0].url.params["lines"] == "3"
