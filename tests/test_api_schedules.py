@@ -13,10 +13,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlmodel import Session
 from temporalio.client import Client, ScheduleOverlapPolicy, ScheduleRange
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from activities.store.models import PoolRecord
+from tests.api_client import app_of
 from tests.engine_api import until, who
 
 TEMPLATE = {"image": "win11-golden", "flavor": "vdi.medium"}
@@ -177,13 +180,24 @@ async def test_refusals_and_a_sizing_the_pool_refuses(api: httpx.AsyncClient, de
 
 
 async def test_a_removed_pools_rule_removes_itself(api: httpx.AsyncClient, dev_env: WorkflowEnvironment) -> None:
+    """Removing a pool through the API takes its schedules at once; a rule whose pool vanished
+    some other way (its row deleted behind the API's back) removes itself when it next fires."""
     root = who(api, "root")
-    pool = await make_pool(api)
+    removed = await make_pool(api)
     rule = {"name": "Nights", "calendar": {"hour": 22, "time_zone": "UTC"}, "sizing": {"prestarted": 1}}
-    assert (await api.post(f"/pools/{pool}/schedules", json=rule, headers=root)).status_code == 201
-    removing = await api.delete(f"/pools/{pool}", params={"desktops": "destroy"}, headers=root)
+    assert (await api.post(f"/pools/{removed}/schedules", json=rule, headers=root)).status_code == 201
+    removing = await api.delete(f"/pools/{removed}", params={"desktops": "destroy"}, headers=root)
     assert removing.status_code == 202, removing.text
-    await until(api, f"/pools/{pool}", lambda p: p.get("detail") == f"pool {pool} not found", root)
+    assert await schedule_gone(dev_env.client, f"capacity/{removed}/nights"), "removal kept the schedule"
+
+    pool = await make_pool(api)
+    assert (await api.post(f"/pools/{pool}/schedules", json=rule, headers=root)).status_code == 201
+    await dev_env.client.get_workflow_handle(f"pool/{pool}").terminate("test: the pool vanishes")
+    with Session(app_of(api).state.engine) as session:
+        record = session.get(PoolRecord, pool)
+        assert record is not None
+        session.delete(record)
+        session.commit()
 
     await dev_env.client.get_schedule_handle(f"capacity/{pool}/nights").trigger()
     deadline = asyncio.get_running_loop().time() + 20
