@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Response, status
 from sqlmodel import Session, col, select
 
-from activities.directory import DirectoryUnavailable
-from activities.store.models import DesktopRecord
+from activities.directory import CachedDirectory, DirectoryUnavailable
+from activities.store.models import DesktopRecord, PoolRecord
 from api.auth.deps import AccessDep, pool_target
 from api.auth.roles import Access, Action
 from api.deps import DirectoryDep, EngineDep, GatewayDep, TemporalDep
@@ -59,11 +59,8 @@ async def require_entitlement(pool_id: str, access: Access, engine: EngineDep, d
     """Only users the pool's entitlement resolves to, or who hold its user role, may claim (answers are cached)."""
     record = load_pool(engine, pool_id)
     user = access.principal.username
-    if access.permits(Action.USE_POOL, pool_target(record)):
-        return
-    entitlement = entitlement_from_json(record.spec)
     try:
-        entitled = (await directory.resolve_entitlement(entitlement)).includes(user)
+        entitled = await may_use(access, record, directory)
     except DirectoryUnavailable:
         # A directory outage must not cost anyone the desktop they already hold.
         if _holds_desktop(engine, pool_id, user):
@@ -71,6 +68,14 @@ async def require_entitlement(pool_id: str, access: Access, engine: EngineDep, d
         raise
     if not entitled:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"user: {user} is not entitled to pool {pool_id}")
+
+
+async def may_use(access: Access, record: PoolRecord, directory: CachedDirectory) -> bool:
+    """The user role on the pool, or the pool's own entitlement (resolved through the cache)."""
+    if access.permits(Action.USE_POOL, pool_target(record)):
+        return True
+    result = await directory.resolve_entitlement(entitlement_from_json(record.spec))
+    return result.includes(access.principal.username)
 
 
 def _holds_desktop(engine: EngineDep, pool_id: str, user: str) -> bool:

@@ -9,13 +9,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from activities.directory import CachedDirectory
 from activities.store.models import DesktopRecord, PoolRecord
-from api.auth.deps import AccessDep, pool_target
-from api.auth.roles import Access, Action
+from api.auth.deps import AccessDep
 from api.deps import DirectoryDep, EngineDep, TemporalDep
+from api.routers.claims import may_use
 from workflows.messages import ClaimStatus, UserClaimsInput, pool_workflow_id
-from workflows.pool_spec import entitlement_from_json
 from workflows.pool_workflow import PoolWorkflow
 
 router = APIRouter(prefix="/me", tags=["me"])
@@ -51,13 +49,6 @@ class DesktopCard(BaseModel):
     position: int | None = None
 
 
-async def _may_use(access: Access, record: PoolRecord, directory: CachedDirectory) -> bool:
-    if access.permits(Action.USE_POOL, pool_target(record)):
-        return True
-    result = await directory.resolve_entitlement(entitlement_from_json(record.spec))
-    return result.includes(access.principal.username)
-
-
 @router.get("/desktops", response_model=list[DesktopCard])
 async def my_desktops(
     access: AccessDep, engine: EngineDep, directory: DirectoryDep, temporal: TemporalDep
@@ -71,7 +62,7 @@ async def my_desktops(
                 select(DesktopRecord).where(DesktopRecord.user == user, col(DesktopRecord.state).in_(list(HELD)))
             )
         )
-    allowed = await asyncio.gather(*(_may_use(access, p, directory) for p in pools))
+    allowed = await asyncio.gather(*(may_use(access, p, directory) for p in pools))
     by_pool = {d.pool_id: d for d in held}
     cards = await asyncio.gather(
         *(
