@@ -12,7 +12,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: install run test lint format typecheck clean directory-servers
+.PHONY: install run test lint format typecheck clean directory-servers bench bench-quick browser chaos
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -37,15 +37,32 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The tests start real servers: Debian's slapd and Samba AD DC (installed here with apt).
-test: lint directory-servers
+# The tests start real servers: Debian's slapd and Samba AD DC (installed here with apt);
+# the portal's tests drive Debian's Chromium (apt too; Playwright never downloads a browser).
+test: lint directory-servers browser
 	$(PY) -m pytest
+
+# Chaos scenarios C1..C6 on real processes, invariants checked after each (docs/reliability.md);
+# writes bench/results/chaos.json. The short versions run inside make test (tests/chaos).
+chaos: install directory-servers
+	$(PY) -m bench.chaos
+
+# The performance suite on real processes (docs/benchmarks.md): writes bench/results/latest.json
+# and regenerates docs/benchmarks.md. bench-quick: reduced sizes, bench/results/quick.json only.
+bench: install
+	$(PY) -m bench
+
+bench-quick: install
+	$(PY) -m bench --quick
 
 clean:
 	rm -rf .venv .uv data .pytest_cache .mypy_cache .ruff_cache
 
 directory-servers:
 	bash tools/directory_servers/install.sh
+
+browser:
+	bash tools/browser/install.sh
 
 minicloud: install
 	$(PY) -m tools.minicloud up

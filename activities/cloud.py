@@ -18,6 +18,7 @@ from activities.agent_secret import agent_secret
 from activities.cloud_driver import DESKPOOL_TAG, METADATA_PREFIX, CloudDriver, ServerInfo, ServerRequest, desktop_tag
 from activities.cloud_errors import PROJECT_MISSING, SERVER_FAILED, call
 from activities.cloud_limits import CloudLimits
+from activities.server_watch import ServerWatches
 from workflows.activity_io import (
     ConsoleOutputInput,
     ConsoleOutputResult,
@@ -70,11 +71,20 @@ class CloudActivities:
         sleep: Callable[[float], None] = time.sleep,
         agent_key: bytes | None = None,
         limits: CloudLimits | None = None,
+        build_timeout_s: float | None = None,
+        watches: ServerWatches | None = None,
     ) -> None:
         self._drivers = drivers
+        # Waits share one changes-since listing per cloud project instead of a GET each.
+        self.watches = watches or ServerWatches()
         self._sleep = sleep
         self._agent_key = agent_key
         self.limits = limits or CloudLimits()
+        # The worker's cap on how long a build may take (None: what the workflow asks, 600 s).
+        self._build_timeout_cap = build_timeout_s
+
+    def _build_timeout(self, asked_s: float) -> float:
+        return asked_s if self._build_timeout_cap is None else min(asked_s, self._build_timeout_cap)
 
     @property
     def drivers(self) -> DriverFactory:
@@ -112,7 +122,13 @@ class CloudActivities:
             created = self._find_or_create(request)
             activity.heartbeat(created.server_id)
             ref = dataclasses.replace(request.ref, server_id=created.server_id)
-            server = self._wait_for(ref, ("ACTIVE",), request.build_timeout_s, request.poll_interval_s)
+            server = self._wait_for(
+                ref,
+                ("ACTIVE",),
+                self._build_timeout(request.build_timeout_s),
+                request.poll_interval_s,
+                fresh_first=not created.created,  # a new server's create answer is in the watch
+            )
         return WaitServerResult(server_id=server.id, status=server.status, address=server.address)
 
     @activity.defn
@@ -121,9 +137,12 @@ class CloudActivities:
 
     def _find_or_create(self, request: CreateServerInput) -> CreateServerResult:
         driver = self._driver(request.ref)
-        existing = call(lambda: driver.find_by_desktop(request.ref.desktop_id))
-        if existing:
-            return CreateServerResult(server_id=existing[0].id, created=False)
+        # Only a retry can find a server of its own (an earlier attempt's create may have
+        # reached the cloud): the first attempt spares the cloud a listing per desktop.
+        if activity.info().attempt > 1:
+            existing = call(lambda: driver.find_by_desktop(request.ref.desktop_id))
+            if existing:
+                return CreateServerResult(server_id=existing[0].id, created=False)
         metadata = {
             **request.template.metadata,
             "deskpool_pool": request.pool_id,
@@ -142,11 +161,13 @@ class CloudActivities:
             metadata=metadata,
         )
         server = call(lambda: driver.create(server_request))
+        self.watches.of(request.ref.cloud, request.ref.region, request.ref.project_id).note(server)
         return CreateServerResult(server_id=server.id, created=True)
 
     @activity.defn
     def wait_server_active(self, request: WaitServerInput) -> WaitServerResult:
-        server = self._wait_for(request.ref, ("ACTIVE",), request.build_timeout_s, request.poll_interval_s)
+        timeout_s = self._build_timeout(request.build_timeout_s)
+        server = self._wait_for(request.ref, ("ACTIVE",), timeout_s, request.poll_interval_s)
         return WaitServerResult(server_id=server.id, status=server.status, address=server.address)
 
     @activity.defn
@@ -265,6 +286,18 @@ class CloudActivities:
             )
         return server
 
+    def _watched(self, ref: ServerRef) -> ServerInfo:
+        """`_require` through the cloud project's shared watch, once the server id is known."""
+        if not ref.server_id:
+            return self._require(ref)
+        server_id = ref.server_id
+        server = self.watches.of(ref.cloud, ref.region, ref.project_id).current(server_id, self._driver(ref))
+        if server is None:
+            raise ApplicationError(
+                f"server of desktop {ref.desktop_id} has vanished", type=SERVER_FAILED, non_retryable=True
+            )
+        return server
+
     def _settle(self, ref: ServerRef, timeout_s: float, marker: str | None = None) -> ServerInfo:
         """Wait until Nova has no action in progress on the server."""
         deadline = time.monotonic() + timeout_s
@@ -276,13 +309,24 @@ class CloudActivities:
             self._sleep(0.5)
 
     def _wait_for(
-        self, ref: ServerRef, targets: tuple[str, ...], timeout_s: float, interval_s: float, marker: str | None = None
+        self,
+        ref: ServerRef,
+        targets: tuple[str, ...],
+        timeout_s: float,
+        interval_s: float,
+        marker: str | None = None,
+        *,
+        fresh_first: bool = True,
     ) -> ServerInfo:
         """Poll until the server is settled in one of `targets`; ERROR and a timeout are failures.
-        Heartbeats carry `marker` first, when given (see `requested_before`)."""
+        Heartbeats carry `marker` first, when given (see `requested_before`). The first look is a
+        GET (`fresh_first`) unless the caller has just told the watch what the cloud answered: after
+        an action, what the watch held before it (ACTIVE, before a reboot) would end the wait early."""
+        if fresh_first and ref.server_id:
+            self.watches.of(ref.cloud, ref.region, ref.project_id).forget(ref.server_id)
         deadline = time.monotonic() + timeout_s
         while True:
-            server = self._require(ref)
+            server = self._watched(ref)
             if server.status in targets and server.task_state is None:
                 return server
             if server.status == "ERROR":
@@ -297,7 +341,9 @@ class CloudActivities:
                     non_retryable=True,
                 )
             activity.heartbeat(*_progress(marker, server.status))
-            self._sleep(interval_s)
+            # A look is cheap now (the shared listing): look as often as the watch lists.
+            watch_s = self.watches.interval_s
+            self._sleep(min(interval_s, watch_s) if watch_s > 0 else interval_s)
 
 
 def _progress(marker: str | None, status: str) -> tuple[str, ...]:

@@ -11,9 +11,13 @@ import base64
 import contextlib
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from cachetools import TTLCache
 
 from activities.cloud_metrics import CloudMetrics, instrumented
 from activities.cloud_rate import TokenBucket, rate_limited
@@ -60,6 +64,7 @@ class CloudDriver(Protocol):
     def create_project(self, name: str) -> str: ...
     def find_by_desktop(self, desktop_id: str) -> list[ServerInfo]: ...
     def list_tagged(self) -> list[ServerInfo]: ...
+    def list_changed(self, since: float) -> list[ServerInfo]: ...
     def image_id(self, image: str) -> str | None: ...
     def get(self, server_id: str) -> ServerInfo | None: ...
     def create(self, request: ServerRequest) -> ServerInfo: ...
@@ -74,11 +79,67 @@ class CloudDriver(Protocol):
     def delete_metadata(self, server_id: str, keys: list[str]) -> None: ...
 
 
+class NameCache:
+    """Image, flavor and network ids by the names a template uses, shared by a cloud's threads.
+
+    Each create used to look all three up (six calls: openstacksdk's find tries the name as
+    an id first), more than the create itself; ids of a name change rarely, so they are kept
+    for `ttl_s`. A create with a stale id fails like any create and its retry resolves again.
+    """
+
+    def __init__(self, ttl_s: float = 300.0) -> None:
+        self._ids: TTLCache[tuple[str, str], str] = TTLCache(maxsize=1024, ttl=ttl_s)
+        self._lock = threading.Lock()
+
+    def resolve(self, kind: str, name: str, lookup: Callable[[], Any]) -> str:
+        key = (kind, name)
+        with self._lock:
+            known = self._ids.get(key)
+        if known is not None:
+            return known
+        found = str(lookup())
+        with self._lock:
+            self._ids[key] = found
+        return found
+
+    def forget(self) -> None:
+        with self._lock:
+            self._ids.clear()
+
+
+# Tags (2.26) and the flavor's name embedded in the server (2.47) in one listing.
+LISTING_MICROVERSION = "2.47"
+
+
+def server_info_of(server: dict[str, Any]) -> ServerInfo:
+    """A server of Nova's JSON (microversion 2.47 or later)."""
+    address = None
+    for entries in (server.get("addresses") or {}).values():
+        for entry in entries:
+            address = address or entry.get("addr")
+    image = server.get("image") or None
+    flavor = server.get("flavor") or {}
+    fault = server.get("fault") or {}
+    return ServerInfo(
+        str(server["id"]),
+        str(server.get("name", "")),
+        str(server.get("status", "")),
+        address,
+        dict(server.get("metadata") or {}),
+        str(image["id"]) if isinstance(image, dict) and image.get("id") else None,
+        flavor.get("original_name") or flavor.get("name"),
+        server.get("OS-EXT-STS:task_state"),
+        fault.get("message") if isinstance(fault, dict) else None,
+        list(server.get("tags") or []),
+    )
+
+
 class OpenStackDriver:
     """One cloud (a clouds.yaml entry and region) through openstacksdk."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, names: NameCache | None = None) -> None:
         self._conn = connection
+        self._names = names or NameCache()
 
     def find_by_desktop(self, desktop_id: str) -> list[ServerInfo]:
         servers = self._conn.compute.servers(details=True, tags=desktop_tag(desktop_id))
@@ -97,6 +158,25 @@ class OpenStackDriver:
         """Every server carrying deskpool's tag, across the project."""
         return [self._info(s) for s in self._conn.compute.servers(details=True, tags=DESKPOOL_TAG)]
 
+    def list_changed(self, since: float) -> list[ServerInfo]:
+        """deskpool's servers changed since `since` (epoch seconds): Nova's changes-since.
+
+        Read as plain JSON: this listing runs every half second for every wait of a worker, and
+        building openstacksdk resources for it cost more CPU than everything else a refill does.
+        """
+        stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        url: str | None = "/servers/detail"
+        params: dict[str, str] | None = {"tags": DESKPOOL_TAG, "changes-since": stamp}
+        found: list[ServerInfo] = []
+        while url:
+            response = self._conn.compute.get(url, params=params, microversion=LISTING_MICROVERSION)
+            response.raise_for_status()
+            body = response.json()
+            found += [server_info_of(server) for server in body.get("servers", [])]
+            url = next((link["href"] for link in body.get("servers_links", []) if link.get("rel") == "next"), None)
+            params = None  # the next link carries the query
+        return found
+
     def image_id(self, image: str) -> str | None:
         found = self._conn.image.find_image(image, ignore_missing=True)
         return None if found is None else str(found.id)
@@ -114,12 +194,16 @@ class OpenStackDriver:
     def create(self, request: ServerRequest) -> ServerInfo:
         t = request.template
         compute = self._conn.compute
-        image = self._conn.image.find_image(t.image, ignore_missing=False)
-        flavor = compute.find_flavor(t.flavor, ignore_missing=False)
-        networks: Any = [{"uuid": self._conn.network.find_network(n, ignore_missing=False).id} for n in t.networks]
+        image_id = self._names.resolve(
+            "image", t.image, lambda: self._conn.image.find_image(t.image, ignore_missing=False).id
+        )
+        flavor_id = self._names.resolve(
+            "flavor", t.flavor, lambda: compute.find_flavor(t.flavor, ignore_missing=False).id
+        )
+        networks: Any = [{"uuid": self._network_id(n)} for n in t.networks]
         kwargs: dict[str, Any] = {
             "name": request.name,
-            "flavor_id": flavor.id,
+            "flavor_id": flavor_id,
             "networks": networks or "auto",
             "metadata": request.metadata,
             "tags": [DESKPOOL_TAG, desktop_tag(request.desktop_id)],
@@ -138,7 +222,7 @@ class OpenStackDriver:
         if t.disk_size_gb is not None:
             volume: dict[str, Any] = {
                 "boot_index": 0,
-                "uuid": image.id,
+                "uuid": image_id,
                 "source_type": "image",
                 "destination_type": "volume",
                 "volume_size": t.disk_size_gb,
@@ -148,8 +232,13 @@ class OpenStackDriver:
                 volume["volume_type"] = t.disk_type.value
             kwargs["block_device_mapping"] = [volume]
         else:
-            kwargs["image_id"] = image.id
+            kwargs["image_id"] = image_id
         return self._info(compute.create_server(**kwargs))
+
+    def _network_id(self, name: str) -> str:
+        return self._names.resolve(
+            "network", name, lambda: self._conn.network.find_network(name, ignore_missing=False).id
+        )
 
     def delete(self, server_id: str) -> None:
         self._conn.compute.delete_server(server_id, ignore_missing=True)
@@ -244,14 +333,18 @@ class CloudConnections:
         self._calls_per_second = calls_per_second
         # One bucket per cloud, shared by all threads: the limit is the process's.
         self._buckets: dict[str, TokenBucket] = {}
+        # Resolved image, flavor and network ids, shared by the threads' connections.
+        self._names: dict[tuple[str, str | None, str | None], NameCache] = {}
         self._lock = threading.Lock()
 
     def driver(self, cloud: str, region: str | None, project_id: str | None = None) -> CloudDriver:
         cache: dict[tuple[str, str | None, str | None], CloudDriver] = self._local.__dict__.setdefault("drivers", {})
         key = (cloud, region, project_id)
         if key not in cache:
+            with self._lock:
+                names = self._names.setdefault(key, NameCache())
             driver = instrumented(
-                OpenStackDriver(connect(self._clouds_yaml, cloud, region, project_id)), cloud, self._metrics
+                OpenStackDriver(connect(self._clouds_yaml, cloud, region, project_id), names), cloud, self._metrics
             )
             if self._calls_per_second:
                 driver = rate_limited(driver, self.bucket(cloud))

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from fastapi import HTTPException, status
 from sqlalchemy import Engine
 from sqlmodel import Session
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from activities.store.models import DesktopRecord, PoolRecord
 from api.auth.deps import pool_target
 from api.auth.roles import Access, Action, Target
+from workflows.desktop_workflow import DesktopWorkflow
+from workflows.messages import (
+    ClaimStatus,
+    ReleaseInput,
+    ReleaseResult,
+    UserClaimsInput,
+    desktop_workflow_id,
+    pool_workflow_id,
+)
+from workflows.pool_workflow import PoolWorkflow
+
+# How long a Release may wait for the desktop to take an assignment its pool already gave.
+OVERTAKE_WAIT_S = 10.0
 
 
 def desktop_for(access: Access, engine: Engine, desktop_id: str, *, owner_may: bool = True) -> DesktopRecord:
@@ -33,3 +51,46 @@ def desktop_for(access: Access, engine: Engine, desktop_id: str, *, owner_may: b
             return row
         raise HTTPException(status.HTTP_403_FORBIDDEN, "forbidden: this is for the pool's administrators")
     raise HTTPException(status.HTTP_404_NOT_FOUND, f"desktop {desktop_id} not found")
+
+
+async def holds_in_pool(temporal: Client, pool_id: str, user: str, desktop_id: str) -> bool:
+    """The pool's own answer (the authority; the read model may lag a just-made claim)."""
+    handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
+    try:
+        result = await handle.query(PoolWorkflow.user_claims, UserClaimsInput(user))
+    except RPCError:
+        return False
+    return any(c.desktop_id == desktop_id and c.status is ClaimStatus.ASSIGNED for c in result.claims)
+
+
+async def desktop_of_caller(access: Access, engine: Engine, temporal: Client, desktop_id: str) -> DesktopRecord:
+    """`desktop_for`, and for a user whose claim the read model has not shown yet, the pool's word."""
+    try:
+        return desktop_for(access, engine, desktop_id)
+    except HTTPException as refusal:
+        pool_id = desktop_id.rpartition(".")[0]
+        user = access.principal.username
+        if refusal.status_code != status.HTTP_404_NOT_FOUND or not pool_id:
+            raise
+        if not await holds_in_pool(temporal, pool_id, user, desktop_id):
+            raise
+        return DesktopRecord(id=desktop_id, pool_id=pool_id, name=desktop_id, state="assigned", user=user)
+
+
+async def release_when_taken(temporal: Client, desktop: DesktopRecord, request: ReleaseInput) -> ReleaseResult:
+    """The desktop's release Update. The pool answers a claim before its assignment signal
+    reaches the desktop, so a Release sent at once may find the desktop still idle: while
+    the pool says its user holds it, try again until the desktop has taken the assignment."""
+    handle = temporal.get_workflow_handle_for(DesktopWorkflow.run, desktop_workflow_id(desktop.id))
+    deadline = time.monotonic() + OVERTAKE_WAIT_S
+    while True:
+        try:
+            result: ReleaseResult = await handle.execute_update(DesktopWorkflow.release, request)
+            return result
+        except WorkflowUpdateFailedError:
+            holder = desktop.user
+            if not holder or time.monotonic() > deadline:
+                raise
+            if not await holds_in_pool(temporal, desktop.pool_id, holder, desktop.id):
+                raise
+            await asyncio.sleep(0.05)

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.directory import AccountDisabled, DirectoryUnavailable, InvalidCredentials
@@ -34,6 +34,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WorkflowUpdateFailedError)
     async def _update_refused(_: Request, exc: WorkflowUpdateFailedError) -> JSONResponse:
         return JSONResponse({"detail": str(exc.cause or exc)}, status_code=409)
+
+    @app.exception_handler(WorkflowQueryFailedError)
+    async def _query_failed(_: Request, exc: WorkflowQueryFailedError) -> JSONResponse:
+        # The worker could not answer (e.g. it failed to replay the workflow): the workflow is
+        # unavailable for now, not the caller's fault and not a crash of the API.
+        log.warning("workflow query failed: %s", exc)
+        return JSONResponse(
+            {"detail": "workflow unavailable: its worker could not answer"},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
 
     @app.exception_handler(DirectoryUnavailable)
     async def _directory_down(_: Request, exc: DirectoryUnavailable) -> JSONResponse:

@@ -14,12 +14,14 @@ from activities.directory import CachedDirectory, DirectoryError, LdapDirectory,
 from activities.store.database import make_engine
 from activities.store.migrate import upgrade
 from activities.temporal_connection import connect_temporal
+from api.auth.login_limits import LoginLimiter
 from api.auth.tokens import SessionTokens
 from api.claim_gateway import ClaimGateway
 from api.cloud_access import cloud_drivers
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.metrics import router as metrics_router
+from api.portal import install_portal
 from api.routers import (
     assignments,
     audit,
@@ -77,6 +79,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.gateway = ClaimGateway(app.state.temporal, observer=app.state.metrics.observe_claim)
         app.state.directory = await open_directory(resolved)
         app.state.tokens = SessionTokens(session_key(resolved), resolved.session_ttl_s)
+        app.state.login_limiter = LoginLimiter.of(resolved)
         # Consoles and logs straight from the cloud (never through a workflow history).
         app.state.clouds = cloud_drivers(resolved, app.state.metrics.registry)
         yield
@@ -92,4 +95,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.include_router(module.router)
     # Unauthenticated, as Prometheus scrapes it: keep it off the public side of the proxy (deploy/README.md).
     app.include_router(metrics_router)
+    # The web portal: pages under /portal on the same sign-in and routes (not in the OpenAPI schema).
+    install_portal(app)
     return app

@@ -33,6 +33,12 @@ class ApiSettings(SharedSettings):
     # first administrator, before anyone has granted a role.
     super_users: list[str] = Field(default_factory=list)
     super_groups: list[str] = Field(default_factory=list)
+    # Failed sign-ins (wrong username or password) allowed per username and per client
+    # address within the window before POST /auth/login answers 429 (0 = that rule off);
+    # successes never count (api/auth/login_limits.py).
+    login_max_failures_per_user: int = Field(default=5, ge=0, le=10_000)
+    login_max_failures_per_address: int = Field(default=50, ge=0, le=1_000_000)
+    login_failure_window_s: int = Field(default=300, ge=1, le=24 * 3600)
     # The API reaches the cloud itself only for what must stay out of workflow histories
     # (remote console URLs carry a token) and the console log: the worker's clouds.yaml,
     # a rate limit of its own (cloud operations per second per cloud, 0 = unlimited), and

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from activities.cloud import CloudActivities
 from activities.cloud_limits import CloudLimits
+from activities.server_watch import ServerWatches
 from activities.store.database import make_engine
 from activities.store.migrate import upgrade
 from tests.fakes import FakeCloud
@@ -56,7 +57,10 @@ async def engine_worker(
     settings = WorkerSettings(task_queue=task_queue, database_url=database_url)
     # Fast polls: the fake cloud counts reads, not seconds.
     cloud_activities = CloudActivities(
-        cloud.driver, sleep=lambda _s: time.sleep(0.005), limits=CloudLimits(builds=builds, deletes=15)
+        cloud.driver,
+        sleep=lambda _s: time.sleep(0.005),
+        limits=CloudLimits(builds=builds, deletes=15),
+        watches=ServerWatches(interval_s=0.0),  # a listing at every look: the fake counts looks
     )
     with ThreadPoolExecutor(max_workers=32) as executor:
         worker = build_worker(client, settings, executor, engine=engine, cloud=cloud_activities)

@@ -36,6 +36,7 @@ class FakeCloud:
     deleted: int = 0
     peak_servers: int = 0
     peak_building: int = 0
+    listings: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,6 +67,23 @@ class FakeCloud:
         with self._lock:
             return [self._info(s) for s in self.servers.values() if "deskpool" in s.tags]
 
+    def list_changed(self, since: float) -> list[ServerInfo]:
+        # Every tagged server: a superset of the changed ones is what a listing may answer.
+        with self._lock:
+            self.listings += 1
+            tagged = [server for server in self.servers.values() if "deskpool" in server.tags]
+            for server in tagged:
+                self._advance(server)
+            return [self._info(server) for server in tagged]
+
+    def _advance(self, server: FakeServer) -> None:
+        """Each look at a building server brings it a poll closer to ACTIVE (or ERROR)."""
+        if server.status in ("BUILD", "REBUILD"):
+            if server.polls_left <= 0:
+                failing = self.fail_all or server.name in self.fail_names
+                server.status = "ERROR" if failing else "ACTIVE"
+            server.polls_left -= 1
+
     def image_id(self, image: str) -> str | None:
         return f"img-{image}"
 
@@ -88,11 +106,7 @@ class FakeCloud:
             server = self.servers.get(server_id)
             if server is None:
                 return None
-            if server.status in ("BUILD", "REBUILD"):
-                if server.polls_left <= 0:
-                    failing = self.fail_all or server.name in self.fail_names
-                    server.status = "ERROR" if failing else "ACTIVE"
-                server.polls_left -= 1
+            self._advance(server)
             return self._info(server)
 
     def create(self, request: ServerRequest, project_id: str | None = None) -> ServerInfo:

@@ -3,6 +3,8 @@ create, the 404-means-gone read, detach (tags and metadata stripped), errors map
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +45,9 @@ def provision(activities: CloudActivities, desktop_id: str) -> ServerRef:
     )
     env = ActivityEnvironment()
     first = env.run(activities.provision_server, request)
-    again = env.run(activities.provision_server, request)  # a retry after a crash
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    again = retry.run(activities.provision_server, request)  # a retry after a crash
     assert again.server_id == first.server_id  # found by its desktop tag, not made twice
     return ServerRef("embedded", desktop_id, first.server_id)
 
@@ -97,3 +101,17 @@ def test_detach_strips_deskpools_tags_and_metadata_and_keeps_the_server(activiti
     again = env.run(activities.detach_server, DetachServerInput(ref))  # a retry after a crash
     assert again.existed and again.metadata_keys == []
     env.run(activities.delete_server, DeleteServerInput(ref))
+
+
+def test_the_shared_listing_reads_what_a_get_reads(activities: CloudActivities) -> None:
+    """The waits' changes-since listing is parsed from Nova's JSON: it must describe a server
+    exactly as the openstacksdk GET does (status, address, tags, flavor, image, metadata)."""
+    ref = provision(activities, "drv.4")
+    driver = activities.drivers("embedded", None, None)
+    by_get = driver.get(ref.server_id or "")
+    listed = {s.id: s for s in driver.list_changed(time.time() - 120)}
+    assert by_get is not None and listed[by_get.id] == by_get
+    assert by_get.status == "ACTIVE" and by_get.address and "deskpool" in by_get.tags
+    assert by_get.flavor_name == "vdi.small" and by_get.image_id
+    assert driver.list_changed(time.time() + 3600) == []  # nothing changed after now
+    ActivityEnvironment().run(activities.delete_server, DeleteServerInput(ref))

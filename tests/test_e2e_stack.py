@@ -8,6 +8,7 @@ reconnect inside retention -> disconnect -> retention expires -> desktop destroy
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -19,32 +20,15 @@ import pytest
 
 from activities.agent_secret import agent_secret
 from activities.cloud_driver import connect
-from tools.run import Stack, launch
+from tools.run import Stack, launch, stack_on_free_ports
 
 RETENTION_S = 3
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    temporal, ui, api, cloud, http, metrics = _free_ports(6)
-    running = Stack(
-        data=tmp_path_factory.mktemp("stack"),
-        temporal_port=temporal,
-        ui_port=ui,
-        api_port=api,
-        cloud_port=cloud,
-        http_port=http,
-        metrics_port=metrics,
+    running = stack_on_free_ports(
+        tmp_path_factory.mktemp("stack"),
         cloud_args=["--build-delay", "0.3", "--delete-delay", "0.2", "--start-delay", "0.1", "--stop-delay", "0.1"],
     )
     try:
@@ -177,24 +161,31 @@ def test_make_run_stops_every_process_even_on_a_second_interrupt(tmp_path: Path)
     import subprocess
     import sys
 
-    base = next(b for b in (random.randrange(20000, 60000, 10) for _ in range(50)) if _all_free(range(b, b + 6)))
+    base = next(b for b in (random.randrange(20000, 60000, 10) for _ in range(50)) if _all_free(range(b, b + 7)))
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "tools.run", "--data", str(tmp_path), "--no-demo-pool", "--port-base", str(base)],
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert supervisor.stdout is not None
-    for line in supervisor.stdout:
-        if "Ctrl-C stops everything" in line:
-            break
-    children = subprocess.run(["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) == 4  # Temporal, the cloud, the worker, the API
-    supervisor.send_signal(signal.SIGINT)
-    assert "stopping" in supervisor.stdout.readline() + supervisor.stdout.readline()
-    supervisor.send_signal(signal.SIGINT)  # an impatient second Ctrl-C, while the children are being stopped
-    assert supervisor.wait(timeout=60) == 0
-    left = [pid for pid in children if os.path.exists(f"/proc/{pid}")]
-    assert not left, f"processes left running: {left}"
+    children: list[str] = []
+    try:
+        assert supervisor.stdout is not None
+        for line in supervisor.stdout:
+            if "Ctrl-C stops everything" in line:
+                break
+        children = subprocess.run(["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 4  # Temporal, the cloud, the worker, the API
+        supervisor.send_signal(signal.SIGINT)
+        assert "stopping" in supervisor.stdout.readline() + supervisor.stdout.readline()
+        supervisor.send_signal(signal.SIGINT)  # an impatient second Ctrl-C, while the children are being stopped
+        assert supervisor.wait(timeout=60) == 0
+        left = [pid for pid in children if os.path.exists(f"/proc/{pid}")]
+        assert not left, f"processes left running: {left}"
+    finally:
+        # Whatever failed above, no stack is left behind for the next test run to trip over.
+        for pid in [*children, str(supervisor.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def _all_free(ports: range) -> bool:

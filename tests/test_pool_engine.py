@@ -9,10 +9,19 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store.models import DesktopRecord, PoolRecord
+from api.desktop_access import release_when_taken
 from tests.engine import claim, counts, engine_worker, eventually, spec, start_pool
 from tests.fakes import FakeCloud
 from workflows.desktop_workflow import DesktopWorkflow
-from workflows.messages import ClaimStatus, ReleaseInput, desktop_workflow_id
+from workflows.messages import (
+    ClaimStatus,
+    DesktopStatus,
+    DesktopStatusInput,
+    ReleaseInput,
+    SessionEvent,
+    SessionEventKind,
+    desktop_workflow_id,
+)
 
 
 async def _release(env: WorkflowEnvironment, desktop_id: str) -> None:
@@ -64,7 +73,12 @@ async def test_fill_claim_replenish_wait_in_line_and_serve_fifo(
         async def projected() -> list[DesktopRecord]:
             return rows()
 
-        final = await eventually(projected, lambda rs: any(r.user == "dave" and r.state == "assigned" for r in rs))
+        def settled(rs: list[DesktopRecord]) -> bool:
+            # Projections are not awaited by the workflows: the two rows land in either order.
+            dave_holds = any(r.user == "dave" and r.state == "assigned" for r in rs)
+            return dave_holds and any(r.id == alice.desktop_id and r.state == "destroyed" for r in rs)
+
+        final = await eventually(projected, settled)
         assert any(r.user == "dave" and r.state == "assigned" for r in final)
         assert any(r.id == alice.desktop_id and r.state == "destroyed" for r in final)
         with Session(engine) as session:
@@ -109,7 +123,9 @@ async def test_release_right_after_claim_is_not_lost_and_never_hits_the_next_use
         pool = await start_pool(dev_env.client, task_queue, spec(max_desktops=2, prestarted=1))
         await eventually(lambda: counts(pool), lambda c: c.ready == 1)
         first = await claim(pool, "gina")
-        await _release(dev_env, first.desktop_id or "")  # may overtake the pool's assign signal
+        # At once, as the API does it: the claim's answer may overtake the pool's assign signal.
+        desktop = DesktopRecord(id=first.desktop_id or "", pool_id=pool.id.removeprefix("pool/"), name="", user="gina")
+        await release_when_taken(dev_env.client, desktop, ReleaseInput(reason="test"))
         gone = await eventually(lambda: counts(pool), lambda c: c.assigned == c.releasing == 0 and c.ready == 1)
         assert (gone.assigned, gone.releasing, gone.ready) == (0, 0, 1)
         assert first.desktop_id not in {s.metadata.get("deskpool_desktop") for s in cloud.servers.values()}
@@ -118,3 +134,26 @@ async def test_release_right_after_claim_is_not_lost_and_never_hits_the_next_use
         await asyncio.sleep(1.0)
         still = await counts(pool)
         assert still.assigned == 1  # hank's session was not ended by gina's release
+
+
+async def test_an_agent_connect_that_overtakes_the_assignment_is_kept_for_it(
+    dev_env: WorkflowEnvironment, task_queue: str, sqlite_url: str
+) -> None:
+    """The pool answers a claim before its assignment reaches the desktop: under load the user's
+    connect may reach the still idle desktop first. It is kept, not lost, and applies to the
+    assignment (without it the first-connect timer would end a session that is under way)."""
+    cloud = FakeCloud()
+    async with engine_worker(dev_env.client, task_queue, sqlite_url, cloud):
+        pool = await start_pool(dev_env.client, task_queue, spec(max_desktops=1, prestarted=1))
+        await eventually(lambda: counts(pool), lambda c: c.ready == 1)
+        desktop_id = f"{pool.id.removeprefix('pool/')}.1"
+        handle = dev_env.client.get_workflow_handle_for(DesktopWorkflow.run, desktop_workflow_id(desktop_id))
+        await handle.signal(DesktopWorkflow.session_event, SessionEvent(SessionEventKind.CONNECT))
+        outcome = await claim(pool, "ivy")
+        assert outcome.desktop_id == desktop_id
+
+        async def status() -> DesktopStatus:
+            result = await handle.query(DesktopWorkflow.status, DesktopStatusInput())
+            return result.snapshot.status
+
+        assert await eventually(status, lambda s: s is DesktopStatus.CONNECTED) is DesktopStatus.CONNECTED

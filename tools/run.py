@@ -22,11 +22,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tools.temporal_binaries import temporal_cli
 from workflows.search_attributes import dev_server_flags
 
 ROOT = Path(__file__).resolve().parent.parent
+# The dev server's SQLite in WAL mode, synced at checkpoints: a crash of any process loses
+# nothing (only a power cut could lose the last transactions); see docs/benchmarks.md (B2).
+SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 
 
 @dataclass
@@ -42,6 +46,10 @@ class Stack:
     worker_metrics_port: int = 9464
     # Extra flags for the embedded cloud (delays, faults) — tests use short ones.
     cloud_args: list[str] = field(default_factory=list)
+    # Worker processes on the one task queue (chaos and scale runs use more than one).
+    workers: int = 1
+    # Settings on top of the defaults below (benchmarks: a generated directory, cloud limits).
+    extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     @property
@@ -69,15 +77,18 @@ class Stack:
             "DESKPOOL_SUPER_USERS": '["admin"]',
             "DESKPOOL_COOKIE_SECURE": "false",
             "OS_CLIENT_CONFIG_FILE": clouds,
+            **self.extra_env,
         }
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         logs = self.data / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "ab") as log:
             # A session of its own: Ctrl-C reaches only us, and we stop the
             # children in order instead of all at once.
-            process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True)
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=log, start_new_session=True
+            )
         self.processes.append((name, process))
         return process
 
@@ -98,6 +109,33 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def free_ports(n: int) -> list[int]:
+    """n TCP ports free on loopback right now (tests and benchmarks run stacks side by side)."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def stack_on_free_ports(data: Path, **fields: Any) -> Stack:
+    """A Stack whose seven ports are all free ones: it can run beside `make run` and other stacks."""
+    temporal, ui, api, cloud, http, metrics, worker_metrics = free_ports(7)
+    return Stack(
+        data=data,
+        temporal_port=temporal,
+        ui_port=ui,
+        api_port=api,
+        cloud_port=cloud,
+        http_port=http,
+        metrics_port=metrics,
+        worker_metrics_port=worker_metrics,
+        **fields,
+    )
 
 
 def ignore_interrupts() -> None:
@@ -142,7 +180,7 @@ def launch(stack: Stack) -> None:
         [temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(stack.temporal_port),
          "--ui-port", str(stack.ui_port), "--http-port", str(stack.http_port),
          "--metrics-port", str(stack.metrics_port), "--db-filename", str(stack.data / "temporal.db"),
-         "--log-level", "warn", "--ui-disable-news-fetch", *dev_server_flags()],
+         "--log-level", "warn", "--ui-disable-news-fetch", *SQLITE_PRAGMAS, *dev_server_flags()],
     )  # fmt: skip
     stack.start(
         "cloud",
@@ -152,7 +190,10 @@ def launch(stack: Stack) -> None:
     )  # fmt: skip
     wait_for_port(stack, stack.temporal_port, "Temporal")
     wait_for_port(stack, stack.cloud_port, "the embedded cloud")
-    stack.start("worker", [python, "-m", "worker"])
+    for n in range(stack.workers):
+        # Only the first worker serves /metrics on the configured port; the others serve none.
+        extra = {} if n == 0 else {"DESKPOOL_METRICS_PORT": "0"}
+        stack.start("worker" if n == 0 else f"worker-{n + 1}", [python, "-m", "worker"], extra)
     stack.start("api", [python, "-m", "api"])
     wait_for_ready(stack, f"http://127.0.0.1:{stack.api_port}/readyz")
 
@@ -225,6 +266,7 @@ def main() -> int:
         demo = "" if args.no_demo_pool else ensure_demo_pool(stack)
         print(
             "\ndeskpool is running\n"
+            f"  portal          http://127.0.0.1:{stack.api_port}/portal (users' desktops, administrators' pools)\n"
             f"  API docs        http://127.0.0.1:{stack.api_port}/docs\n"
             f"  API ready       http://127.0.0.1:{stack.api_port}/readyz\n"
             f"  API metrics     http://127.0.0.1:{stack.api_port}/metrics\n"

@@ -35,36 +35,22 @@ from workflows.rollout_workflow import RolloutWorkflow
 
 log = logging.getLogger("deskpool.worker")
 
+# How long the worker's store statements wait for a locked or unreachable database.
+PROJECTION_BUSY_TIMEOUT_S = 1.0
 WORKFLOWS = [PoolWorkflow, DesktopWorkflow, CloudReconcileWorkflow, CapacityChangeWorkflow, RolloutWorkflow]
 # The sandbox proxies the datetime module, and a dataclass field typed plainly
 # `datetime` then fails to decode (carried state across continue-as-new). The
 # SDK maintainers' remedy is to leave `datetime` unrestricted; the wall clock
 # stays out of workflows by tests/test_determinism_guard.py instead.
 # Modules passed into the sandbox as they are instead of re-imported for every
-# workflow run: pydantic, and deskpool's own side-effect-free modules (the
-# dataclasses, rules and plans the workflows use; no module-level state, no
-# I/O, enforced by tests/test_determinism_guard.py). Re-importing them cost
-# ~0.4 s of CPU per run, which under load tripped the SDK's 2 s deadlock
-# detector on continue-as-new and stalled desktops behind retry backoff.
-PASSED_THROUGH = (
-    "pydantic",
-    "pydantic_core",
-    "annotated_types",
-    "typing_inspection",
-    "workflows.activity_io",
-    "workflows.desktop_rules",
-    "workflows.messages",
-    "workflows.planning",
-    "workflows.pool_recycle",
-    "workflows.pool_removal",
-    "workflows.pool_spec",
-    "workflows.pool_state",
-    "workflows.reconcile_rules",
-    "workflows.rollout_messages",
-    "workflows.rollout_rules",
-    "workflows.search_attributes",
-    "workflows.session_rules",
-)
+# workflow run: pydantic, and all of deskpool's `workflows` package (the workflow
+# classes, their dataclasses, rules and plans: no module-level state, no I/O,
+# enforced by tests/test_determinism_guard.py and the replay tests). Re-importing
+# the dataclass modules cost ~0.4 s of CPU per run, which under load tripped the
+# SDK's 2 s deadlock detector on continue-as-new; re-importing (and compiling) the
+# workflow modules themselves was still a quarter of the worker's CPU while a pool
+# filled (docs/benchmarks.md, B5). The sandbox still guards every other module.
+PASSED_THROUGH = ("pydantic", "pydantic_core", "annotated_types", "typing_inspection", "workflows")
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=dataclasses.replace(
         SandboxRestrictions.default,
@@ -79,6 +65,7 @@ def cloud_activities(settings: WorkerSettings) -> CloudActivities:
         CloudConnections(settings.clouds_yaml, settings.cloud_max_calls_per_second or None).driver,
         agent_key=settings.secret_key_bytes(),
         limits=CloudLimits(settings.cloud_max_concurrent_builds, settings.cloud_max_concurrent_deletes),
+        build_timeout_s=settings.cloud_build_timeout_s,
     )
 
 
@@ -91,7 +78,8 @@ def build_worker(
     cloud: CloudActivities | None = None,
 ) -> Worker:
     """Tests hand in activities on a fake cloud or their own engine; the process uses clouds.yaml."""
-    engine = engine or make_engine(settings.database_url)
+    # Short waits: a projection the read model cannot take now is retried later (on a timer).
+    engine = engine or make_engine(settings.database_url, busy_timeout_s=PROJECTION_BUSY_TIMEOUT_S)
     cloud = cloud or cloud_activities(settings)
     projection = ProjectionActivities(engine)
     audit = AuditActivities(engine)

@@ -21,6 +21,10 @@ class WorkerSettings(SharedSettings):
     cloud_max_concurrent_deletes: int = Field(default=15, ge=1, le=1000)
     # Per cloud, per worker process: cloud operations per second (0 = unlimited).
     cloud_max_calls_per_second: float = Field(default=20.0, ge=0)
+    # How long a server may stay in BUILD before its desktop gives it up, deletes it and the
+    # pool replaces it (None: the engine's 600 s). A stuck build holds a place in the pool's
+    # reserve until then.
+    cloud_build_timeout_s: float | None = Field(default=None, gt=0, le=3600)
     # Prometheus /metrics of this worker: deskpool's metrics and the Temporal
     # SDK's (worker/metrics.py). 0 turns it off.
     metrics_host: str = "127.0.0.1"

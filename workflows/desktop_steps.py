@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
 
 CLOUD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+PROJECTION_RETRY_THRESHOLD = timedelta(milliseconds=100)
 # Until it succeeds: a detach has no safe way out (deleting loses a server the administrator
 # keeps; giving up leaves it tagged, for the reconciler to delete as an orphan). The activity
 # raises every error as retryable; the pending activity shows the last one to operators.
@@ -297,6 +298,9 @@ class DesktopSteps:
                 projection,
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=PROJECTION_RETRY,
+                # Retries further apart than this wait on a workflow timer, so a read model that
+                # is down does not hold the desktop's workflow task (docs/reliability.md, C4).
+                local_retry_threshold=PROJECTION_RETRY_THRESHOLD,
             )
         )
 

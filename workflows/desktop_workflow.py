@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -48,6 +49,11 @@ from workflows.session_rules import SESSION_STATES, TimerAction, apply_session_e
 RELEASABLE = (*SESSION_STATES, DesktopStatus.STARTING)
 IDLE = (DesktopStatus.READY, DesktopStatus.STANDBY)
 FINAL = (DesktopStatus.DESTROYED, DesktopStatus.FAILED, DesktopStatus.DETACHED)
+# An agent reports a handful of events per session; more kept before an assignment is noise.
+DEFERRED_EVENTS_KEPT = 8
+PATCH_IDLE_KEEPS_EVENTS = "desktop-idle-keeps-events-for-its-assignment"
+# How far an agent event may run ahead of the assignment it belongs to.
+OVERTAKE_WINDOW = timedelta(minutes=2)
 
 
 @workflow.defn
@@ -66,7 +72,7 @@ class DesktopWorkflow(DesktopSteps):
         self.operation: OperatePowerInput | None = None
         self.in_flight: PowerOperation | None = None
         # Agent events that arrived before the assignment they belong to was taken.
-        self.deferred_events: list[SessionEvent] = []
+        self.deferred_events: list[tuple[datetime, SessionEvent]] = []
         self.projection_due = False
         self.wake = False
         self.projections: list[Any] = []
@@ -100,9 +106,11 @@ class DesktopWorkflow(DesktopSteps):
 
     def _requests_pending(self) -> bool:
         """Signals taken but not yet acted on: act first, continue as new after."""
+        # Events kept by an idle desktop wait for an assignment that may never come.
+        deferred = self.deferred_events and self.snap.status not in IDLE
         return bool(
             self.assigns or self.release_request or self.remove_request or self.power_request
-            or self.return_request or self.lost or self.deferred_events or self.operation
+            or self.return_request or self.lost or deferred or self.operation
         )  # fmt: skip
 
     async def _step(self) -> bool:
@@ -183,8 +191,10 @@ class DesktopWorkflow(DesktopSteps):
         self.snap.status = DesktopStatus.ASSIGNED
         self._changed("assigned")
         deferred, self.deferred_events = self.deferred_events, []
-        for event in deferred:
-            self._apply_event(event)
+        for at, event in deferred:
+            # Kept while idle long before this assignment: not this user's session.
+            if now - at <= OVERTAKE_WINDOW:
+                self._apply_event(event)
 
     async def _operate_power(self, request: OperatePowerInput) -> None:
         """An administrator's power operation, the rule asked again now that the loop acts on it."""
@@ -211,9 +221,13 @@ class DesktopWorkflow(DesktopSteps):
 
     @workflow.signal
     def session_event(self, event: SessionEvent) -> None:
-        if self.assigns or self.snap.status is DesktopStatus.STARTING:
-            # The user's connect may overtake the pool's assignment: keep it for then.
-            self.deferred_events.append(event)
+        status = self.snap.status
+        # The pool answers a claim before its assignment signal arrives here, so under load
+        # the user's connect may overtake it even to an idle desktop: keep it for then.
+        overtaken = status in IDLE and workflow.patched(PATCH_IDLE_KEEPS_EVENTS)
+        if self.assigns or status is DesktopStatus.STARTING or overtaken:
+            self.deferred_events.append((workflow.now(), event))
+            del self.deferred_events[:-DEFERRED_EVENTS_KEPT]
             return
         self._apply_event(event)
 

@@ -1,9 +1,11 @@
 """The pool's read model: its summary projected into the store, shared by PoolWorkflow.
 
-Projections are local activities the loop never awaits (a database that is down
-must not stop a pool), at most one in flight and one a second while the summary
-changes. The one exception is the last: a removed pool awaits its row's deletion
-before it ends, so the row never outlives the workflow.
+Projections are activities the loop never awaits (a database that is down must
+not stop a pool), at most one in flight and one a second while the summary
+changes: regular activities, so their results land at recorded points (local
+activities did not replay reliably around the loop's wake, see _project). The
+one exception is the last: a removed pool awaits its row's deletion (a local
+activity, awaited) before it ends, so the row never outlives the workflow.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.projection import ProjectionActivities
 
 PROJECTION_INTERVAL = timedelta(seconds=1)
+PATCH_PROJECT_WITH_ACTIVITY = "pool-projects-with-a-regular-activity"
 PROJECTION_TIMEOUT = timedelta(seconds=10)
 PROJECTION_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 
@@ -53,12 +56,24 @@ class PoolReadModel:
         if self.projected_at is not None and now - self.projected_at < PROJECTION_INTERVAL:
             return  # _sleep_for wakes us when the interval is over
         self.projected, self.projected_at = summary, now
-        self.projecting = workflow.start_local_activity_method(
-            ProjectionActivities.project_pool,
-            self._pool_projection(now),
-            start_to_close_timeout=PROJECTION_TIMEOUT,
-            retry_policy=PROJECTION_RETRY,
-        )
+        if workflow.patched(PATCH_PROJECT_WITH_ACTIVITY):
+            # A regular activity: its result is an event in the history, so the wake below comes
+            # at the same point on replay. A local activity's result did not always (a replay
+            # took another turn of the loop: docs/reliability.md, finding 5), and its retries held
+            # the workflow task while the read model was down (finding 4).
+            self.projecting = workflow.start_activity_method(
+                ProjectionActivities.project_pool,
+                self._pool_projection(now),
+                start_to_close_timeout=PROJECTION_TIMEOUT,
+                retry_policy=PROJECTION_RETRY,
+            )
+        else:
+            self.projecting = workflow.start_local_activity_method(
+                ProjectionActivities.project_pool,
+                self._pool_projection(now),
+                start_to_close_timeout=PROJECTION_TIMEOUT,
+                retry_policy=PROJECTION_RETRY,
+            )
         self.projecting.add_done_callback(lambda _: self._wake())
 
     async def _project_removed(self) -> None:

@@ -3,8 +3,8 @@ answers claims, and reconciles continuously toward the targets.
 
 Reconciling is event-driven: a claim, a release, a failure or a new desktop
 wakes the loop at once (the anchors poll every 19 s to 5 min). Claims are a
-batched Update decided from state at once; it returns when the desktops it
-assigned hold their assignments. Signals the loop itself causes go out from it.
+batched Update decided from state at once and answered in the same workflow
+task; the assignment signals go out from the loop, like every signal it causes.
 High-rate session events never come here: they go to the desktop's own workflow.
 """
 
@@ -70,6 +70,7 @@ MAX_CLAIMS_PER_BATCH = 100
 
 # workflow.patched ids: each names a change to what the loop does, for histories made before it.
 PATCH_EXPIRED_RESTRAINT = "pool-sleep-ignores-expired-restraint"
+PATCH_CLAIM_ANSWERS_AT_ONCE = "pool-claim-answers-before-assignments-delivered"
 
 
 @dataclass
@@ -287,14 +288,20 @@ class PoolWorkflow(PoolReadModel):
 
     @workflow.update
     async def claim(self, batch: ClaimBatchInput) -> ClaimBatchResult:
-        """Answer from state at once; return only after the desktops have their
-        assignments, so whatever the caller does next (Release, events) finds it."""
+        """Answer from state at once. The pool's state is the authority on who holds which
+        desktop, so the answer does not wait for the assignment signals: the loop sends
+        them in this same workflow task. (Waiting for their delivery cost two more
+        workflow tasks per batch and capped a login storm at ~40 claims/s; see
+        docs/benchmarks.md.) A desktop that has not taken its assignment yet accepts the
+        user's Release and keeps agent events for it (desktop_workflow)."""
         now = workflow.now()
         queued = len(self.state.outbox)
         outcomes = [self.book.claim(request, now) for request in batch.claims]
-        mine, self.state.outbox[queued:] = self.state.outbox[queued:], []
         self.wake = True
-        await asyncio.gather(*(self._send(message) for message in mine))
+        if not workflow.patched(PATCH_CLAIM_ANSWERS_AT_ONCE):
+            # Histories from before the patch: the update sent its own assignments and awaited them.
+            mine, self.state.outbox[queued:] = self.state.outbox[queued:], []
+            await asyncio.gather(*(self._send(message) for message in mine))
         return ClaimBatchResult(outcomes)
 
     @claim.validator

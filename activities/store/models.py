@@ -136,3 +136,19 @@ class CapacityRuleRecord(SQLModel, table=True):
     rule: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_by: str = Field(max_length=256)
     created_at: datetime = _timestamp()
+
+
+class PoolSample(SQLModel, table=True):
+    """A pool's counts at one moment, for the portal's charts: written by the pool's projection,
+    at most one row per pool per bucket of `activities/projection.SAMPLE_BUCKET_S` (the latest
+    counts of the bucket win), pruned after `SAMPLE_RETENTION`."""
+
+    __tablename__ = "pool_sample"
+
+    pool_id: str = Field(primary_key=True, max_length=64)
+    # The start of the sample's time bucket (UTC).
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    ready: int = 0
+    assigned: int = 0
+    waiting: int = 0
+    provisioning: int = 0

@@ -6,13 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, SecretStr
 from sqlmodel import Session, col, select
 
+from activities.directory import InvalidCredentials
 from activities.store.models import ApiToken
 from api.auth.deps import SESSION_COOKIE, AccessDep, PrincipalDep, get_tokens
+from api.auth.login_limits import LoginLimiterDep, client_address
 from api.auth.roles import Principal
 from api.auth.tokens import SessionTokens, create_api_token
 from api.deps import DirectoryDep, EngineDep, SettingsDep
@@ -52,6 +54,7 @@ class Me(BaseModel):
     "/login",
     response_model=LoginResult,
     responses={401: {"description": "wrong credentials"}, 403: {"description": "account locked or disabled"},
+               429: {"description": "too many failed sign-ins for this user or address (Retry-After)"},
                503: {"description": "directory unavailable"}},
 )  # fmt: skip
 async def login(
@@ -59,10 +62,20 @@ async def login(
     directory: DirectoryDep,
     settings: SettingsDep,
     tokens: Annotated[SessionTokens, Depends(get_tokens)],
+    limiter: LoginLimiterDep,
+    request: Request,
     response: Response,
 ) -> LoginResult:
-    """Search the user's DN with the service account, bind as the user, issue a session token."""
-    user = await directory.authenticate(body.username, body.password.get_secret_value())
+    """Search the user's DN with the service account, bind as the user, issue a session token.
+    Failed attempts are limited per user and per address (429 with Retry-After); successes never count."""
+    address = client_address(request)
+    async with limiter.attempt(body.username, address):
+        try:
+            user = await directory.authenticate(body.username, body.password.get_secret_value())
+        except InvalidCredentials:
+            await limiter.failed(body.username, address)
+            raise
+    await limiter.succeeded(body.username)
     principal = Principal(user.username, frozenset(user.groups), user.display_name)
     issued = tokens.issue(principal)
     response.set_cookie(

@@ -13,7 +13,7 @@ from api.audit_log import record_action
 from api.auth.deps import AccessDep
 from api.cloud_access import CloudsDep, cloud_call, server_of
 from api.deps import EngineDep, SettingsDep, TemporalDep
-from api.desktop_access import desktop_for
+from api.desktop_access import desktop_for, desktop_of_caller, release_when_taken
 from workflows.desktop_rules import IN_USE
 from workflows.desktop_workflow import DesktopWorkflow
 from workflows.messages import (
@@ -38,12 +38,9 @@ async def release_desktop(
     desktop_id: str, access: AccessDep, engine: EngineDep, temporal: TemporalDep
 ) -> ReleaseResult:
     """Give the desktop back now (no retention buffer): destroyed, reverted or held for return."""
-    desktop_for(access, engine, desktop_id)
-    handle = temporal.get_workflow_handle_for(DesktopWorkflow.run, desktop_workflow_id(desktop_id))
+    desktop = await desktop_of_caller(access, engine, temporal, desktop_id)
     who = access.principal.username
-    result: ReleaseResult = await handle.execute_update(
-        DesktopWorkflow.release, ReleaseInput(reason=f"released by {who}")
-    )
+    result = await release_when_taken(temporal, desktop, ReleaseInput(reason=f"released by {who}"))
     record_action(engine, who, "desktop.released", desktop_id=desktop_id)
     return result
 
@@ -53,11 +50,9 @@ async def disconnect_desktop(
     desktop_id: str, access: AccessDep, engine: EngineDep, temporal: TemporalDep
 ) -> ReleaseResult:
     """Leave the desktop for now: the disconnected-retention buffer starts; reconnecting within it keeps it."""
-    desktop_for(access, engine, desktop_id)
-    handle = temporal.get_workflow_handle_for(DesktopWorkflow.run, desktop_workflow_id(desktop_id))
+    desktop = await desktop_of_caller(access, engine, temporal, desktop_id)
     request = ReleaseInput(reason=f"disconnected by {access.principal.username}", immediate=False)
-    result: ReleaseResult = await handle.execute_update(DesktopWorkflow.release, request)
-    return result
+    return await release_when_taken(temporal, desktop, request)
 
 
 @router.post("/return", status_code=status.HTTP_202_ACCEPTED)

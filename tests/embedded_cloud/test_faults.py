@@ -3,6 +3,7 @@ as seen by openstacksdk; plus /_admin/stats counters."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -226,3 +227,12 @@ def test_stats_count_operations_and_servers(
     assert stats["peak_requests_per_second"] >= 5
     assert stats["responses_by_status"]["409"] == 1
     assert stats["requests_total"] == sum(stats["requests"].values())
+
+
+def test_stats_record_when_each_create_arrived(conn: Connection, admin: httpx.Client, boot: Boot) -> None:
+    before = time.time()
+    boot(conn, "first")
+    boot(conn, "second")
+    times = admin.get("/stats/creates").json()["create_times"]
+    assert len(times) == 2
+    assert before <= times[0] <= times[1] <= time.time()

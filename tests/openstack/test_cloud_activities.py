@@ -7,6 +7,7 @@ Temporal retry is simply calling the activity again.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 import uuid
@@ -168,7 +169,9 @@ def test_create_again_for_the_same_desktop_returns_the_same_server(
     """An activity retried after a crash between the create call and its record makes no second server."""
     _, request = create(minicloud.cloud, "ignored")
     request.ref = desktop.ref
-    again = run(activities.create_server, request)
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)  # only a retry can have made one
+    again = retry.run(activities.create_server, request)
     assert (again.server_id, again.created) == (desktop.server_id, False)
     tagged = list(sdk.compute.servers(tags=desktop_tag(desktop.ref.desktop_id)))
     assert [s.id for s in tagged] == [desktop.server_id]
@@ -274,7 +277,9 @@ def test_delete_waits_until_gone_and_a_second_delete_is_a_no_op(
     first = run(activities.create_server, request)
     try:
         # Retried while Nova is still building it (a build request, not yet an instance): still one server.
-        again = run(activities.create_server, request)
+        retry = ActivityEnvironment()
+        retry.info = dataclasses.replace(retry.info, attempt=2)
+        again = retry.run(activities.create_server, request)
         assert (again.server_id, again.created) == (first.server_id, False)
         run(activities.wait_server_active, WaitServerInput(ref=ref, build_timeout_s=120, poll_interval_s=0.25))
 

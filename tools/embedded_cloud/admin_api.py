@@ -92,6 +92,12 @@ async def get_stats(request: Request) -> dict[str, Any]:
     }
 
 
+@router.get("/stats/creates", name="admin.stats.creates")
+async def get_create_times(request: Request) -> dict[str, Any]:
+    """When each accepted create arrived (the cloud's clock, epoch seconds), oldest first."""
+    return {"create_times": list(cloud_of(request).stats.create_times)}
+
+
 @router.post("/stats/reset", name="admin.stats.reset")
 async def reset_stats(request: Request) -> dict[str, Any]:
     cloud = cloud_of(request)

@@ -106,6 +106,7 @@ async def create_server(request: Request) -> Response:
     lifecycle.begin_build(server, now, cloud.delays.build, fail=fail, stuck=stuck)
     cloud.store.save_server(server)
     cloud.stats.creates += 1
+    cloud.stats.create_times.append(now)
     cloud.stats.observe_builds(in_flight + 1)
     if fail:
         cloud.stats.count_fault("create_error")

@@ -15,6 +15,8 @@ class RequestStats:
         # Server actions by name (os-start, reboot, ...), all one route.
         self.server_actions: Counter[str] = Counter()
         self.creates = 0
+        # When each create was accepted (clock seconds), for benchmarks' reaction times.
+        self.create_times: deque[float] = deque(maxlen=100_000)
         self.deletes = 0
         self.peak_concurrent_builds = 0
         self.peak_requests_per_second = 0

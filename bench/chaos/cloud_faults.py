@@ -1,0 +1,91 @@
+"""C3: the cloud misbehaves during a storm — 20 % of creates end in ERROR, 5 % of builds stay in
+BUILD, bursts of 429 and of 503, then a whole outage — and deskpool keeps within the cloud's
+request-rate limit all along.
+
+The rate: deskpool's token bucket (DESKPOOL_CLOUD_MAX_CALLS_PER_SECOND, one worker) is set to
+10/s, and the embedded cloud counts every request it gets per whole second (`peak_requests_per_second`):
+that peak must stay within the configured limit. (The cloud does not enforce a limit of its own
+here: its 429s would make failures of their own and blur what is measured.) During the outage the
+pool should show "restrained" with the cloud's reason (GET /pools/{id} is polled throughout).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.chaos.common import (
+    FaultLog,
+    Scale,
+    ScenarioResult,
+    chaos_stack,
+    cloud_admin,
+    floating_pool,
+    in_background,
+    join_checked,
+    judge,
+    set_faults,
+    sign_in_users,
+    storm,
+)
+
+DESKPOOL_LIMIT_PER_S = 10
+# How long a build may take before deskpool gives it up (DESKPOOL_CLOUD_BUILD_TIMEOUT_S): stuck
+# builds are seen and replaced within the run instead of after the default ten minutes.
+BUILD_TIMEOUT_S = 10
+
+
+def c3_cloud_faults(root: Path, scale: Scale) -> ScenarioResult:
+    result = ScenarioResult("C3", "cloud faults: create errors, stuck builds, 429/503 bursts, an outage", scale.name)
+    began = time.monotonic()
+    env = {"DESKPOOL_CLOUD_MAX_CALLS_PER_SECOND": str(DESKPOOL_LIMIT_PER_S),
+           "DESKPOOL_CLOUD_BUILD_TIMEOUT_S": str(BUILD_TIMEOUT_S)}  # fmt: skip
+    with chaos_stack(root, scale, env=env) as bench:
+        pool_id = floating_pool(bench, scale, "ChaosThree")
+        tokens = sign_in_users(bench, bench.users)
+        faults = FaultLog()
+        seen: dict[str, Any] = {"restrained_during_outage": [], "pool_reads_during_outage": 0}
+        admin = bench.admin()
+
+        def inject() -> None:
+            set_faults(bench, create_error_rate=0.2, stuck_build_rate=0.05)
+            faults.add("create_error_rate 20 %, stuck_build_rate 5 %")
+            bursts = max(1, scale.faults // 4)
+            for n in range(bursts):
+                for kind in ("throttle_rate", "unavailable_rate"):
+                    time.sleep(1.0)
+                    set_faults(bench, **{kind: 0.5})
+                    faults.add(f"{kind} 50 % for 2 s (burst {n + 1} of {bursts})")
+                    time.sleep(2.0)
+                    set_faults(bench, **{kind: 0.0})
+            set_faults(bench, outage=True)
+            faults.add(f"outage: every request 503 for {scale.outage_s:.0f} s")
+            until = time.monotonic() + scale.outage_s
+            while time.monotonic() < until:
+                view = admin.get(f"/pools/{pool_id}").json()
+                seen["pool_reads_during_outage"] += 1
+                if view.get("restrained_reason"):
+                    seen["restrained_during_outage"].append(view["restrained_reason"])
+                time.sleep(0.5)
+            set_faults(bench, outage=False, create_error_rate=0.0, stuck_build_rate=0.0)
+            faults.add("outage over; create errors and stuck builds off")
+            faults.ended()
+
+        injector = in_background(inject)
+        storms = [storm(bench, pool_id, tokens, scale, "c3")]
+        join_checked(injector)
+        admin.close()
+        judge(result, bench, [pool_id], storms, faults, scale)
+        stats = cloud_admin(bench, "GET", "stats")
+        result.invariants["cloud_rate_within_limit"] = stats["peak_requests_per_second"] <= DESKPOOL_LIMIT_PER_S
+        result.invariants["restrained_with_reason_during_outage"] = bool(seen["restrained_during_outage"])
+        result.details["cloud_rate"] = {
+            "deskpool_limit_per_s": DESKPOOL_LIMIT_PER_S,
+            "peak_requests_per_s_seen_by_the_cloud": stats["peak_requests_per_second"],
+            "requests_by_operation": stats["requests"],
+        }
+        result.details["restrained_reasons_seen"] = sorted(set(seen["restrained_during_outage"]))[:5]
+        result.details["pool_reads_during_outage"] = seen["pool_reads_during_outage"]
+    result.seconds = round(time.monotonic() - began, 1)
+    return result

@@ -1,0 +1,1 @@
+"""One module per benchmark scenario; each `run(root, quick)` returns its figures, target and target_met."""
