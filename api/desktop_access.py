@@ -16,10 +16,9 @@ from api.auth.deps import pool_target
 from api.auth.roles import Access, Action, Target
 from workflows.desktop_workflow import DesktopWorkflow
 from workflows.messages import (
-    ClaimStatus,
+    DesktopHolderInput,
     ReleaseInput,
     ReleaseResult,
-    UserClaimsInput,
     desktop_workflow_id,
     pool_workflow_id,
 )
@@ -53,14 +52,15 @@ def desktop_for(access: Access, engine: Engine, desktop_id: str, *, owner_may: b
     raise HTTPException(status.HTTP_404_NOT_FOUND, f"desktop {desktop_id} not found")
 
 
-async def holds_in_pool(temporal: Client, pool_id: str, user: str, desktop_id: str) -> bool:
-    """The pool's own answer (the authority; the read model may lag a just-made claim)."""
+async def holder_in_pool(temporal: Client, pool_id: str, desktop_id: str) -> str | None:
+    """Who the pool has given the desktop to: the authority while the read model (and the
+    desktop itself) may still lag a just-made claim."""
     handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
     try:
-        result = await handle.query(PoolWorkflow.user_claims, UserClaimsInput(user))
+        result = await handle.query(PoolWorkflow.desktop_holder, DesktopHolderInput(desktop_id))
     except RPCError:
-        return False
-    return any(c.desktop_id == desktop_id and c.status is ClaimStatus.ASSIGNED for c in result.claims)
+        return None
+    return result.user
 
 
 async def desktop_of_caller(access: Access, engine: Engine, temporal: Client, desktop_id: str) -> DesktopRecord:
@@ -72,7 +72,7 @@ async def desktop_of_caller(access: Access, engine: Engine, temporal: Client, de
         user = access.principal.username
         if refusal.status_code != status.HTTP_404_NOT_FOUND or not pool_id:
             raise
-        if not await holds_in_pool(temporal, pool_id, user, desktop_id):
+        if await holder_in_pool(temporal, pool_id, desktop_id) != user:
             raise
         return DesktopRecord(id=desktop_id, pool_id=pool_id, name=desktop_id, state="assigned", user=user)
 
@@ -88,9 +88,8 @@ async def release_when_taken(temporal: Client, desktop: DesktopRecord, request: 
             result: ReleaseResult = await handle.execute_update(DesktopWorkflow.release, request)
             return result
         except WorkflowUpdateFailedError:
-            holder = desktop.user
-            if not holder or time.monotonic() > deadline:
-                raise
-            if not await holds_in_pool(temporal, desktop.pool_id, holder, desktop.id):
+            # The read model may not show the holder yet either (an administrator releasing a
+            # desktop claimed a moment ago): the pool says whether it has been given away.
+            if time.monotonic() > deadline or not await holder_in_pool(temporal, desktop.pool_id, desktop.id):
                 raise
             await asyncio.sleep(0.05)

@@ -32,6 +32,21 @@ def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
     assert {"pool", "desktop", "audit_event", "alembic_version"} <= tables
 
 
+def test_processes_starting_together_upgrade_one_after_the_other(database_url: str) -> None:
+    """Two workers and the API start at once and each runs the upgrade: none may fail on a
+    table another has just created."""
+    import subprocess
+    import sys
+
+    code = "import sys; from activities.store.migrate import upgrade; upgrade(sys.argv[1])"
+    starters = [subprocess.Popen([sys.executable, "-c", code, database_url], stderr=subprocess.PIPE) for _ in range(4)]
+    failures = [p.stderr.read().decode()[-400:] for p in starters if p.wait(timeout=120) != 0 and p.stderr]
+    assert failures == []
+    engine = make_engine(database_url)
+    assert {"pool", "desktop", "pool_sample"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
 def test_pool_name_is_unique_within_a_project(database_url: str) -> None:
     import pytest
     from sqlalchemy.exc import IntegrityError

@@ -260,6 +260,9 @@ def main() -> int:
         stack.cloud_port, stack.http_port, stack.metrics_port = base + 3, base + 4, base + 5
         stack.worker_metrics_port = base + 6
     stack.data.mkdir(parents=True, exist_ok=True)
+    # Started in the background of a non-interactive shell (CI, nohup), a process inherits
+    # SIGINT ignored and Python then installs no handler: Ctrl-C must stop us wherever we start.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         launch(stack)

@@ -190,6 +190,18 @@ class UserClaimsResult:
 
 
 @dataclass
+class DesktopHolderInput:
+    desktop_id: str
+
+
+@dataclass
+class DesktopHolderResult:
+    """Who the pool has given the desktop to (None: nobody), before the desktop may know it."""
+
+    user: str | None = None
+
+
+@dataclass
 class UpdateSpecInput:
     spec: PoolSpec
 

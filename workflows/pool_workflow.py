@@ -26,6 +26,8 @@ from workflows import pool_recycle
 from workflows import search_attributes as sa
 from workflows.activity_io import EnsureProjectInput
 from workflows.messages import (
+    DesktopHolderInput,
+    DesktopHolderResult,
     AssignDesktopInput,
     AssignInput,
     ClaimBatchInput,
@@ -395,3 +397,8 @@ class PoolWorkflow(PoolReadModel):
     @workflow.query
     def user_claims(self, request: UserClaimsInput) -> UserClaimsResult:
         return UserClaimsResult(self.book.claims_of(request.user))
+
+    @workflow.query
+    def desktop_holder(self, request: DesktopHolderInput) -> DesktopHolderResult:
+        desktop = self.book.by_id.get(request.desktop_id)
+        return DesktopHolderResult(desktop.user if desktop is not None else None)
