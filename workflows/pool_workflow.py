@@ -26,8 +26,6 @@ from workflows import pool_recycle
 from workflows import search_attributes as sa
 from workflows.activity_io import EnsureProjectInput
 from workflows.messages import (
-    DesktopHolderInput,
-    DesktopHolderResult,
     AssignDesktopInput,
     AssignInput,
     ClaimBatchInput,
@@ -35,6 +33,8 @@ from workflows.messages import (
     ClaimOutcome,
     ClaimStatus,
     ClaimStatusInput,
+    DesktopHolderInput,
+    DesktopHolderResult,
     DesktopReport,
     DesktopWorkflowInput,
     PoolStatusInput,
