@@ -50,11 +50,16 @@ def spec(**overrides: object) -> PoolSpec:
 
 @asynccontextmanager
 async def engine_worker(
-    client: Client, task_queue: str, database_url: str, cloud: FakeCloud, builds: int = 30
+    client: Client,
+    task_queue: str,
+    database_url: str,
+    cloud: FakeCloud,
+    builds: int = 30,
+    cached_workflows: int = 1000,
 ) -> AsyncIterator[tuple[Worker, Engine]]:
     upgrade(database_url)
     engine = make_engine(database_url)
-    settings = WorkerSettings(task_queue=task_queue, database_url=database_url)
+    settings = WorkerSettings(task_queue=task_queue, database_url=database_url, max_cached_workflows=cached_workflows)
     # Fast polls: the fake cloud counts reads, not seconds.
     cloud_activities = CloudActivities(
         cloud.driver,

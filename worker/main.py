@@ -118,6 +118,7 @@ def build_worker(
         max_concurrent_activities=min(settings.max_concurrent_activities, executor._max_workers),
         max_concurrent_local_activities=min(settings.max_concurrent_activities, executor._max_workers),
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.max_cached_workflows,
     )
 
 

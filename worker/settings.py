@@ -15,6 +15,9 @@ class WorkerSettings(SharedSettings):
     clouds_yaml: Path | None = None
     max_concurrent_activities: int = Field(default=200, ge=1, le=10_000)
     max_concurrent_workflow_tasks: int = Field(default=100, ge=1, le=10_000)
+    # Workflows kept in memory between their tasks (the SDK's default); 0 replays every
+    # workflow from its history at each task (slow; the replay probes use it).
+    max_cached_workflows: int = Field(default=1000, ge=0, le=100_000)
     # Per cloud, per worker process: servers building (create until ACTIVE) and
     # being deleted at once. The anchors' defaults are 30 and 15.
     cloud_max_concurrent_builds: int = Field(default=30, ge=1, le=1000)

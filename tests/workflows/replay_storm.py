@@ -1,6 +1,6 @@
 """Storm a pool with claims, releases and agent reports at once, then replay every history it made.
 
-    .venv/bin/python -m tests.workflows.replay_storm [rounds] [--keep DIR]
+    .venv/bin/python -m tests.workflows.replay_storm [rounds] [--keep DIR] [--cache N (default 0)]
 
 Finding 5 of docs/reliability.md: a pool history recorded live did not always replay (a claim
 Update and the desktops' reports sharing one workflow task). This probe makes many such tasks on
@@ -59,9 +59,11 @@ async def user_session(client: Client, pool, pool_id: str, user: str, rng: rando
         print(f"  release of {outcome.desktop_id} refused: {err}")
 
 
-async def storm(client: Client, task_queue: str, database_url: str, rounds: int, seed: int) -> str:
+async def storm(client: Client, task_queue: str, database_url: str, rounds: int, seed: int, cached: int) -> str:
     rng = random.Random(seed)
-    async with engine_worker(client, task_queue, database_url, FakeCloud()):
+    # With no workflow cache every task is handled cold, as after a worker restart: the case of
+    # temporalio/sdk-python#1591, where a task handled cold recorded a history that did not replay.
+    async with engine_worker(client, task_queue, database_url, FakeCloud(), cached_workflows=cached):
         pool = await start_pool(client, task_queue, spec(max_desktops=12, prestarted=8))
         pool_id = pool.id.removeprefix("pool/")
         await eventually(lambda: counts(pool), lambda c: c.ready == 8)
@@ -83,12 +85,18 @@ async def histories(client: Client, pool_id: str) -> list[WorkflowHistory]:
     return found
 
 
-async def main(rounds: int, keep: Path | None) -> int:
+def keep_history(folder: Path, history: WorkflowHistory) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{history.workflow_id.replace('/', '_')}.json").write_text(history.to_json() + "\n")
+
+
+async def main(rounds: int, keep: Path | None, cached: int) -> int:
     replayer = Replayer(workflows=WORKFLOWS, workflow_runner=WORKFLOW_RUNNER)
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         async with dev_server() as env:
-            pool_id = await storm(env.client, f"storm-{uuid.uuid4().hex[:8]}", f"sqlite:///{tmp}/s.db", rounds, 1)
+            queue = f"storm-{uuid.uuid4().hex[:8]}"
+            pool_id = await storm(env.client, queue, f"sqlite:///{tmp}/s.db", rounds, 1, cached)
             found = await histories(env.client, pool_id)
             for history in found:
                 result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
@@ -96,9 +104,7 @@ async def main(rounds: int, keep: Path | None) -> int:
                     failures += 1
                     print(f"FAILED {history.workflow_id}: {result.replay_failure}")
                     if keep is not None:
-                        keep.mkdir(parents=True, exist_ok=True)
-                        name = history.workflow_id.replace("/", "_")
-                        (keep / f"{name}.json").write_text(history.to_json() + "\n")
+                        keep_history(keep, history)
             print(f"{len(found)} histories replayed, {failures} failed")
     return 1 if failures else 0
 
@@ -106,5 +112,6 @@ async def main(rounds: int, keep: Path | None) -> int:
 if __name__ == "__main__":
     args = sys.argv[1:]
     keep_dir = Path(args[args.index("--keep") + 1]) if "--keep" in args else None
-    numbers = [a for a in args if a.isdigit()]
-    sys.exit(asyncio.run(main(int(numbers[0]) if numbers else 20, keep_dir)))
+    cache = int(args[args.index("--cache") + 1]) if "--cache" in args else 0
+    numbers = [a for i, a in enumerate(args) if a.isdigit() and (i == 0 or args[i - 1] != "--cache")]
+    sys.exit(asyncio.run(main(int(numbers[0]) if numbers else 20, keep_dir, cache)))
