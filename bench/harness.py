@@ -172,6 +172,9 @@ def pool_spec(name: str, *, prestarted: int, max_desktops: int, min_desktops: in
         "min_desktops": min_desktops,
         "max_desktops": max_desktops,
         "prestarted": prestarted,
+        # Enough digits for every desktop number (the seeds' default of 3 stops at 999).
+        "naming_digits": max(3, len(str(max_desktops))),
+        "max_desktops_ceiling": max(1000, max_desktops),
         "entitlement": {"groups": [GROUP]},
         "template": {
             "image": "win11-golden",

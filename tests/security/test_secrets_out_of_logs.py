@@ -25,22 +25,13 @@ from temporalio.client import Client
 from activities.agent_secret import agent_secret
 from activities.cloud_driver import connect
 from tests.test_e2e_stack import _until
-from tools.run import Stack, launch
-from tools.run import free_ports as _free_ports
+from tools.run import Stack, launch, stack_on_free_ports
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    temporal, ui, api, cloud, http, metrics, worker_metrics = _free_ports(7)
-    running = Stack(
-        data=tmp_path_factory.mktemp("secrets"),
-        temporal_port=temporal,
-        ui_port=ui,
-        api_port=api,
-        cloud_port=cloud,
-        http_port=http,
-        metrics_port=metrics,
-        worker_metrics_port=worker_metrics,
+    running = stack_on_free_ports(
+        tmp_path_factory.mktemp("secrets"),
         cloud_args=["--build-delay", "0.2", "--delete-delay", "0.1", "--start-delay", "0.1", "--stop-delay", "0.1"],
     )
     try:
