@@ -9,7 +9,7 @@ from fastapi import HTTPException, status
 from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store.models import DesktopRecord, PoolRecord
 from api.auth.deps import pool_target
@@ -58,8 +58,12 @@ async def holder_in_pool(temporal: Client, pool_id: str, desktop_id: str) -> str
     handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
     try:
         result = await handle.query(PoolWorkflow.desktop_holder, DesktopHolderInput(desktop_id))
-    except RPCError:
-        return None
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return None  # no such pool: nobody holds the desktop
+        # A busy pool that cannot answer in time is not a "no": the caller gets 503 and retries
+        # (a 404 here told a user under a login storm that their own desktop did not exist).
+        raise
     return result.user
 
 

@@ -109,17 +109,25 @@ def summarize(samples: list[ClaimSample]) -> dict[str, float | int]:
     }
 
 
+RELEASE_ATTEMPTS = 10
+
+
 async def release_all(base_url: str, tokens: dict[str, str], desktops: dict[str, str], concurrency: int = 50) -> int:
     """Each user releases the desktop they hold; the number of releases accepted."""
     gate = asyncio.Semaphore(concurrency)
     async with http_client(base_url, concurrency) as client:
 
         async def one(user: str, desktop_id: str) -> bool:
-            async with gate:
-                response = await client.post(
-                    f"/desktops/{desktop_id}/release", headers={"Authorization": f"Bearer {tokens[user]}"}
-                )
-                return response.status_code < 300
+            for _ in range(RELEASE_ATTEMPTS):
+                async with gate:
+                    response = await client.post(
+                        f"/desktops/{desktop_id}/release", headers={"Authorization": f"Bearer {tokens[user]}"}
+                    )
+                if response.status_code != 503:
+                    break
+                # As a client should: a busy service says when to come back.
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+            return response.status_code < 300
 
         results = await asyncio.gather(*(one(u, d) for u, d in desktops.items()))
     return sum(results)
