@@ -339,6 +339,8 @@ class _BringUp:
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
         self.state = State(venv="", rabbit="shared", transport_url="")
+        # Set once Keystone's catalog has every service (nova's services wait for it).
+        self.registered = threading.Event()
         self.venv = Path()
 
     # -- helpers --
@@ -672,6 +674,11 @@ class _BringUp:
         # api_db sync, map_cell0, create_cell cell1, db sync: one process (see nova_cells.py).
         self.step("nova-db-setup", [self.bin("python"), str(HERE / "nova_cells.py"), manage[-1], cell0])
         self.mark("nova db synced")
+        # The conductor and scheduler look Placement up in the catalog once, at start: started
+        # before it is registered they keep "placement disabled" for their whole life (every
+        # build then fails with ServiceDisabledException).
+        if not self.registered.wait(timeout=180):
+            raise MiniCloudError("keystone registrations not done within 180 s")
         self._start_api("nova-api")
         self._start_nova_service("nova-conductor")
         self._start_nova_service("nova-scheduler")
@@ -724,6 +731,7 @@ class _BringUp:
             url = f"http://{HOST}:{APIS[name][0]}{path}"
             for interface in ("public", "internal", "admin"):
                 identity.create_endpoint(service_id=service.id, interface=interface, url=url, region_id=REGION)
+        self.registered.set()
         self.mark("keystone registrations done")
 
     def _seed_and_wait_compute(self) -> None:
