@@ -20,25 +20,17 @@ import pytest
 
 from activities.agent_secret import agent_secret
 from activities.cloud_driver import connect
-from tools.run import Stack, launch, stack_on_free_ports
+from tests.stacks import launched_stack
+from tools.run import Stack
 
 RETENTION_S = 3
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = stack_on_free_ports(
-        tmp_path_factory.mktemp("stack"),
-        cloud_args=["--build-delay", "0.3", "--delete-delay", "0.2", "--start-delay", "0.1", "--stop-delay", "0.1"],
-    )
-    try:
-        launch(running)
+    cloud_args = ["--build-delay", "0.3", "--delete-delay", "0.2", "--start-delay", "0.1", "--stop-delay", "0.1"]
+    with launched_stack(tmp_path_factory.mktemp("stack"), cloud_args) as running:
         yield running
-    finally:
-        running.stop()
-        for name, _ in running.processes:
-            log = running.data / "logs" / f"{name}.log"
-            assert "Traceback" not in log.read_text(errors="replace") or name == "temporal", f"{name} crashed: {log}"
 
 
 def _until(fetch: Callable[[], Any], accept: Callable[[Any], bool], timeout_s: float = 30.0) -> Any:

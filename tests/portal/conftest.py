@@ -12,7 +12,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
-from tools.run import Stack, launch, stack_on_free_ports
+from tests.stacks import launched_stack
+from tools.run import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -24,19 +25,10 @@ expect.set_options(timeout=30_000)
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = stack_on_free_ports(
-        tmp_path_factory.mktemp("portal-stack"),
-        cloud_args=["--build-delay", "0.3", "--delete-delay", "0.2", "--start-delay", "0.1", "--stop-delay", "0.1",
-                    "--reboot-delay", "0.3", "--rebuild-delay", "0.3"],
-    )  # fmt: skip
-    try:
-        launch(running)
+    cloud_args = ["--build-delay", "0.3", "--delete-delay", "0.2", "--start-delay", "0.1", "--stop-delay", "0.1",
+                  "--reboot-delay", "0.3", "--rebuild-delay", "0.3"]  # fmt: skip
+    with launched_stack(tmp_path_factory.mktemp("portal-stack"), cloud_args) as running:
         yield running
-    finally:
-        running.stop()
-        for name, _ in running.processes:
-            log = running.data / "logs" / f"{name}.log"
-            assert "Traceback" not in log.read_text(errors="replace") or name == "temporal", f"{name} crashed: {log}"
 
 
 @pytest.fixture(scope="package")

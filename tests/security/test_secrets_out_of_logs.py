@@ -24,21 +24,16 @@ from temporalio.client import Client
 
 from activities.agent_secret import agent_secret
 from activities.cloud_driver import connect
+from tests.stacks import launched_stack
 from tests.test_e2e_stack import _until
-from tools.run import Stack, launch, stack_on_free_ports
+from tools.run import Stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = stack_on_free_ports(
-        tmp_path_factory.mktemp("secrets"),
-        cloud_args=["--build-delay", "0.2", "--delete-delay", "0.1", "--start-delay", "0.1", "--stop-delay", "0.1"],
-    )
-    try:
-        launch(running)
+    cloud_args = ["--build-delay", "0.2", "--delete-delay", "0.1", "--start-delay", "0.1", "--stop-delay", "0.1"]
+    with launched_stack(tmp_path_factory.mktemp("secrets"), cloud_args, crash_free=False) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _sign_in(base: str, username: str, password: str) -> tuple[httpx.Client, str]:
