@@ -31,7 +31,7 @@ from workflows.messages import (
     pool_workflow_id,
 )
 from workflows.pool_spec import PoolSpec, Template
-from workflows.pool_workflow import PoolWorkflow, PoolWorkflowInput
+from workflows.pool_workflow import EVENTS_PER_RUN, PoolWorkflow, PoolWorkflowInput
 
 T = TypeVar("T")
 
@@ -75,12 +75,17 @@ async def engine_worker(
 
 
 async def start_pool(
-    client: Client, task_queue: str, pool_spec: PoolSpec, pool_id: str | None = None, fault_retry_s: float = 60.0
+    client: Client,
+    task_queue: str,
+    pool_spec: PoolSpec,
+    pool_id: str | None = None,
+    fault_retry_s: float = 60.0,
+    events_per_run: int = EVENTS_PER_RUN,
 ) -> WorkflowHandle:
     pool_id = pool_id or f"p{uuid.uuid4().hex[:8]}"
     return await client.start_workflow(
         PoolWorkflow.run,
-        PoolWorkflowInput(pool_id=pool_id, spec=pool_spec, fault_retry_s=fault_retry_s),
+        PoolWorkflowInput(pool_id=pool_id, spec=pool_spec, fault_retry_s=fault_retry_s, events_per_run=events_per_run),
         id=pool_workflow_id(pool_id),
         task_queue=task_queue,
     )

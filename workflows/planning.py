@@ -29,6 +29,10 @@ class Slot(StrEnum):
     REMOVING = "removing"  # leaving the pool: scale-down, recreate, the pool's removal
 
 
+# Desktops nobody holds, that a claim may get.
+IDLE_SLOTS = (Slot.READY, Slot.STANDBY)
+
+
 @dataclass
 class ReconcilePlan:
     create_running: int = 0
@@ -120,12 +124,18 @@ class IdleCandidate:
     template_version: int
 
 
+def claim_order(slot: Slot, template_version: int, number: int, current_version: int) -> tuple[bool, bool, int]:
+    """Which idle desktop a claim gets first: the smallest of these keys.
+
+    Running before powered off (no wait), current template first, then lowest number."""
+    return (slot is not Slot.READY, template_version != current_version, number)
+
+
 def pick_for_claim(idle: Sequence[IdleCandidate], current_version: int) -> IdleCandidate | None:
-    """Running before powered off (no wait), current template first, then lowest number."""
-    usable = [c for c in idle if c.slot in (Slot.READY, Slot.STANDBY)]
+    usable = [c for c in idle if c.slot in IDLE_SLOTS]
     if not usable:
         return None
-    return min(usable, key=lambda c: (c.slot is not Slot.READY, c.template_version != current_version, c.number))
+    return min(usable, key=lambda c: claim_order(c.slot, c.template_version, c.number, current_version))
 
 
 def pick_for_removal(idle: Sequence[IdleCandidate], how_many: int, current_version: int) -> list[IdleCandidate]:

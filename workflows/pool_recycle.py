@@ -51,7 +51,7 @@ def take_recycle(book: PoolBook, request: RecycleInput) -> RecycleResult:
         else:
             if verdict is Verdict.LEAVE:
                 # A standby being started leaves instead: it no longer counts as on its way up.
-                desktop.slot, desktop.starting = Slot.REMOVING, False
+                book.update(desktop, slot=Slot.REMOVING, starting=False)
                 book.send(Outgoing(desktop_id, "remove", reason=reason))
             result.accepted.append(desktop_id)
     if request.lift_restraint:

@@ -40,7 +40,7 @@ def advance_removal(book: PoolBook) -> int:
     for order in orders:
         desktop = book.by_id[order.desktop_id]
         # A standby being started leaves instead: it no longer counts as on its way up.
-        desktop.leaving, desktop.slot, desktop.starting = True, order.slot, False
+        book.update(desktop, leaving=True, slot=order.slot, starting=False)
         book.send(Outgoing(order.desktop_id, "remove", reason=reason, force=True, detach=order.detach))
     return len(orders)
 

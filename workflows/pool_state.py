@@ -7,10 +7,13 @@ The pool is the only authority on who holds which desktop.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from workflows.activity_io import CloudErrorType
+from workflows.desktop_index import DesktopIndex
 from workflows.messages import (
     ClaimOutcome,
     ClaimRequest,
@@ -19,7 +22,7 @@ from workflows.messages import (
     PoolCounts,
     ReportKind,
 )
-from workflows.planning import IdleCandidate, PoolRemoval, Slot, pick_for_claim
+from workflows.planning import IDLE_SLOTS, IdleCandidate, PoolRemoval, Slot
 from workflows.pool_spec import Assignment, PoolSpec, Template
 
 RESTRAIN_AFTER_FAILURES = 3
@@ -118,35 +121,45 @@ class PoolState:
 
 
 class PoolBook:
-    """Indexes over PoolState plus the operations that change it."""
+    """Indexes over PoolState plus the operations that change it.
+
+    A desktop's slot, power, start and holder change only through `update` (or the
+    methods here), which keeps the index (workflows/desktop_index.py) current."""
 
     def __init__(self, state: PoolState) -> None:
         self.state = state
         if not state.templates:
             state.templates.append(TemplateVersion(state.template_version, state.spec.template))
-        self.by_id = {d.desktop_id: d for d in state.desktops}
+        self.index = DesktopIndex(state.desktops, state.template_version)
+        self.by_id = self.index.by_id
+        # The newest finished outcome of each request id among finished_claims.
+        self.finished = {outcome.request_id: outcome for outcome in state.finished_claims}
+
+    def update(self, desktop: PoolDesktop, **changes: Any) -> PoolDesktop:
+        """Change a desktop's fields and file it again."""
+        for name, value in changes.items():
+            setattr(desktop, name, value)
+        self.index.file(desktop)
+        return desktop
 
     # --- queries ---------------------------------------------------------------
 
     def counts(self) -> PoolCounts:
-        c = PoolCounts(waiting=len(self.state.queue))
-        for d in self.state.desktops:
-            if d.slot is Slot.STANDBY and d.starting:
-                continue  # on its way up: counted by starting()
-            setattr(c, d.slot.value, getattr(c, d.slot.value) + 1)
-        return c
+        """Desktops per slot; a standby being started is left out (counted by starting())."""
+        return self.index.counts(waiting=len(self.state.queue))
 
     def starting(self) -> int:
-        return sum(1 for d in self.state.desktops if d.slot is Slot.STANDBY and d.starting)
+        return self.index.starting()
 
     def provisioning_running(self) -> int:
-        return sum(1 for d in self.state.desktops if d.slot is Slot.PROVISIONING and d.powered_on)
+        return self.index.building_running()
 
     def idle(self) -> list[IdleCandidate]:
+        """Idle desktops in the order of state.desktops (the picks below sort them their own ways)."""
         return [
             IdleCandidate(d.desktop_id, d.number, d.slot, d.template_version)
             for d in self.state.desktops
-            if d.slot in (Slot.READY, Slot.STANDBY)
+            if d.slot in IDLE_SLOTS
         ]
 
     def builds(self, version: int) -> VersionBuilds | None:
@@ -156,25 +169,35 @@ class PoolBook:
         return next(t.template for t in self.state.templates if t.version == version)
 
     def held_by(self, user: str) -> list[PoolDesktop]:
-        return [d for d in self.state.desktops if d.user == user and d.slot is Slot.ASSIGNED]
+        """The user's desktops, in the order of state.desktops."""
+        return self._in_order(self.index.held.get(user))
+
+    def _in_order(self, some: dict[str, PoolDesktop] | None) -> list[PoolDesktop]:
+        if not some:
+            return []
+        if len(some) == 1:
+            return list(some.values())
+        return [d for d in self.state.desktops if d.desktop_id in some]
 
     def outcome_for(self, request_id: str) -> ClaimOutcome | None:
+        """How a request stands: its own record, else that of the request it repeats (an alias
+        names a request held or waiting when the repeat came: one hop, so aliases never go round)."""
+        known = self._outcome_of(request_id)
         original = self.state.aliases.get(request_id)
-        if original is not None:
-            known = self.outcome_for(original)
-            if known is not None:
-                known.request_id = request_id
+        if known is not None or original is None:
             return known
-        for d in self.state.desktops:
-            if d.request_id == request_id and d.slot is Slot.ASSIGNED:
-                return self._assigned(d)
+        known = self._outcome_of(original)
+        # A copy: a query answered here must not change the kept outcome (queries are not replayed).
+        return dataclasses.replace(known, request_id=request_id) if known is not None else None
+
+    def _outcome_of(self, request_id: str) -> ClaimOutcome | None:
+        holders = self._in_order(self.index.by_request.get(request_id))
+        if holders:
+            return self._assigned(holders[0])
         for position, waiting in enumerate(self.state.queue, start=1):
             if waiting.request_id == request_id:
                 return self._waiting(waiting, position)
-        for finished in reversed(self.state.finished_claims):
-            if finished.request_id == request_id:
-                return finished
-        return None
+        return self.finished.get(request_id)
 
     def claims_of(self, user: str) -> list[ClaimOutcome]:
         """A user's current claims: the desktops they hold, then their places in line."""
@@ -269,30 +292,34 @@ class PoolBook:
                     self.state.restrained_until = None
                     builds = self._count_build(desktop.template_version)
                     builds.up, builds.last_up_desktop = builds.up + 1, desktop.desktop_id
-                desktop.slot = Slot.READY if report.powered_on else Slot.STANDBY
-                desktop.powered_on = report.powered_on
-                desktop.starting = False
-                desktop.address = report.address or desktop.address
-                desktop.user = desktop.request_id = None
+                self.update(
+                    desktop,
+                    slot=Slot.READY if report.powered_on else Slot.STANDBY,
+                    powered_on=report.powered_on,
+                    starting=False,
+                    address=report.address or desktop.address,
+                    user=None,
+                    request_id=None,
+                )
                 if back_from_use and desktop.recycle_on_release:
                     # A rollout marked it while in use: now idle, it goes and is replaced.
-                    desktop.slot = Slot.REMOVING
+                    self.update(desktop, slot=Slot.REMOVING)
                     self.send(Outgoing(desktop.desktop_id, "remove", reason=RECYCLED_ON_RELEASE))
         elif report.kind is ReportKind.ASSIGNMENT_REJECTED:
-            desktop.slot, desktop.user, desktop.request_id = Slot.REMOVING, None, None
+            self.update(desktop, slot=Slot.REMOVING, user=None, request_id=None)
             if report.user and report.request_id:
                 self.state.queue.insert(0, WaitingClaim(report.user, report.request_id, now))
         elif report.kind is ReportKind.RELEASED:
             self._end_claim(desktop)
-            if desktop.slot is not Slot.REMOVING:
-                desktop.slot = Slot.RELEASING
-            desktop.user = desktop.request_id = None
+            slot = desktop.slot if desktop.slot is Slot.REMOVING else Slot.RELEASING
+            self.update(desktop, slot=slot, user=None, request_id=None)
         elif report.kind is ReportKind.AWAITING_RETURN:
-            desktop.slot, desktop.user, desktop.request_id = Slot.AWAITING_RETURN, None, None
+            self.update(desktop, slot=Slot.AWAITING_RETURN, user=None, request_id=None)
         elif report.kind is ReportKind.GONE:
             self._end_claim(desktop)
-            self.state.desktops.remove(desktop)
-            del self.by_id[desktop.desktop_id]
+            # By identity: list.remove would compare field by field with every desktop before it.
+            del self.state.desktops[next(i for i, d in enumerate(self.state.desktops) if d is desktop)]
+            self.index.unfile(desktop.desktop_id)
             if report.failed:
                 self._count_failure(report.reason, now, report.failure_type)
                 builds = self._count_build(desktop.template_version)
@@ -343,7 +370,7 @@ class PoolBook:
         )
         state.next_seq += 1
         state.desktops.append(desktop)
-        self.by_id[desktop.desktop_id] = desktop
+        self.index.file(desktop)
         return desktop
 
     def send(self, message: Outgoing) -> None:
@@ -375,14 +402,14 @@ class PoolBook:
         return self._assign(desktop, user, request_id)
 
     def _assign_idle(self, user: str, request_id: str) -> ClaimOutcome | None:
-        choice = pick_for_claim(self.idle(), self.state.template_version)
+        choice = self.index.first_for_claim(self.state.template_version)
         if choice is None:
             return None
-        return self._assign(self.by_id[choice.desktop_id], user, request_id)
+        return self._assign(choice, user, request_id)
 
     def _assign(self, desktop: PoolDesktop, user: str, request_id: str) -> ClaimOutcome:
         was_running = desktop.slot is Slot.READY
-        desktop.slot, desktop.user, desktop.request_id = Slot.ASSIGNED, user, request_id
+        self.update(desktop, slot=Slot.ASSIGNED, user=user, request_id=request_id)
         self.send(Outgoing(desktop.desktop_id, "assign", user=user, request_id=request_id))
         outcome = self._assigned(desktop)
         outcome.desktop_ready = was_running
@@ -412,6 +439,11 @@ class PoolBook:
 
     def _finish(self, request: ClaimRequest, status: ClaimStatus, reason: str) -> ClaimOutcome:
         outcome = ClaimOutcome(request.request_id, request.user, status, reason=reason)
-        self.state.finished_claims.append(outcome)
-        del self.state.finished_claims[:-FINISHED_CLAIMS_KEPT]
+        finished = self.state.finished_claims
+        finished.append(outcome)
+        self.finished[outcome.request_id] = outcome
+        for dropped in finished[:-FINISHED_CLAIMS_KEPT]:
+            if self.finished.get(dropped.request_id) is dropped:
+                del self.finished[dropped.request_id]
+        del finished[:-FINISHED_CLAIMS_KEPT]
         return outcome

@@ -51,6 +51,7 @@ from workflows.messages import (
     desktop_workflow_id,
 )
 from workflows.planning import (
+    Slot,
     lowest_free_numbers,
     pick_for_power_off,
     pick_for_removal,
@@ -69,10 +70,22 @@ with workflow.unsafe.imports_passed_through():
     from activities.cloud import CloudActivities
 
 MAX_CLAIMS_PER_BATCH = 100
+# A turn of the loop sends at most this many signals and starts at most this many desktops.
+# Each comes back as an event while the next workflow task runs, and the server fails a task
+# that meets more than 100 such buffered events (history.maximumBufferedEventsBatch): the
+# worker then replays the whole run (docs/reliability.md, finding 8).
+SIGNALS_PER_TURN = 50
+STARTS_PER_TURN = 50
+# A run continues as new after this many events, before Temporal suggests it (4,096): a
+# replay of a large pool's run (after a task failed or the run left the cache) stays short.
+EVENTS_PER_RUN = 2000
 
 # workflow.patched ids: each names a change to what the loop does, for histories made before it.
 PATCH_EXPIRED_RESTRAINT = "pool-sleep-ignores-expired-restraint"
 PATCH_CLAIM_ANSWERS_AT_ONCE = "pool-claim-answers-before-assignments-delivered"
+PATCH_SIGNALS_PER_TURN = "pool-sends-at-most-50-signals-a-turn"
+PATCH_STARTS_PER_TURN = "pool-starts-at-most-50-desktops-a-turn"
+PATCH_EVENTS_PER_RUN = "pool-continues-as-new-every-2000-events"
 
 
 @dataclass
@@ -83,6 +96,8 @@ class PoolWorkflowInput:
     state: PoolState | None = None
     # How soon a pool fault (a missing project) is looked at again.
     fault_retry_s: float = 60.0
+    # Continue as new after this many events (tests make it small).
+    events_per_run: int = EVENTS_PER_RUN
 
 
 @dataclass
@@ -97,6 +112,7 @@ class PoolWorkflow(PoolReadModel):
     def __init__(self, input: PoolWorkflowInput) -> None:
         self.book = PoolBook(input.state or PoolState(pool_id=input.pool_id, spec=input.spec))
         self.fault_retry = timedelta(seconds=input.fault_retry_s)
+        self.events_per_run = input.events_per_run
         self.wake = True
         self.projected = None
         self.projected_at = None
@@ -109,10 +125,16 @@ class PoolWorkflow(PoolReadModel):
     @workflow.run
     async def run(self, input: PoolWorkflowInput) -> PoolWorkflowResult:
         while True:
-            if workflow.info().is_continue_as_new_suggested():
+            if self._run_is_long():
                 await self._drain()
                 workflow.continue_as_new(
-                    PoolWorkflowInput(self.state.pool_id, self.state.spec, self.state, self.fault_retry.total_seconds())
+                    PoolWorkflowInput(
+                        self.state.pool_id,
+                        self.state.spec,
+                        self.state,
+                        self.fault_retry.total_seconds(),
+                        self.events_per_run,
+                    )
                 )
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self.wake, timeout=self._sleep_for())
@@ -128,6 +150,14 @@ class PoolWorkflow(PoolReadModel):
                 await self._flush_outbox()
                 self._project(now)
             workflow.set_current_details(self._details())
+
+    def _run_is_long(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        # patched() only once the run is long: histories from before the patch never get that far
+        # with the marker, and go on as they did.
+        return info.get_current_history_length() >= self.events_per_run and workflow.patched(PATCH_EVENTS_PER_RUN)
 
     # --- reconciling ----------------------------------------------------------------
 
@@ -167,18 +197,21 @@ class PoolWorkflow(PoolReadModel):
             return
         version = self.state.template_version
         for candidate in pick_for_start(book.idle(), plan.start_standby, version):
-            book.by_id[candidate.desktop_id].starting = True
+            book.update(book.by_id[candidate.desktop_id], starting=True)
             book.send(Outgoing(candidate.desktop_id, "power", on=True))
         for candidate in pick_for_power_off(book.idle(), plan.stop_ready, version):
-            desktop = book.by_id[candidate.desktop_id]
-            desktop.slot, desktop.powered_on = desktop.slot.STANDBY, False
+            book.update(book.by_id[candidate.desktop_id], slot=Slot.STANDBY, powered_on=False)
             book.send(Outgoing(candidate.desktop_id, "power", on=False))
         for candidate in pick_for_removal(book.idle(), plan.remove_idle, version):
-            book.by_id[candidate.desktop_id].slot = book.by_id[candidate.desktop_id].slot.REMOVING
+            book.update(book.by_id[candidate.desktop_id], slot=Slot.REMOVING)
             book.send(Outgoing(candidate.desktop_id, "remove", reason="pool above its targets"))
-        count = plan.create_running + plan.create_standby
-        numbers = lowest_free_numbers((d.number for d in self.state.desktops), count)
-        new = [book.add_desktop(n, powered_on=i < plan.create_running) for i, n in enumerate(numbers)]
+        running, standby = plan.create_running, plan.create_standby
+        if running + standby > STARTS_PER_TURN and workflow.patched(PATCH_STARTS_PER_TURN):
+            running = min(running, STARTS_PER_TURN)
+            standby = STARTS_PER_TURN - running
+            self.wake = True  # the rest on the next turn
+        numbers = lowest_free_numbers((d.number for d in self.state.desktops), running + standby)
+        new = [book.add_desktop(n, powered_on=i < running) for i, n in enumerate(numbers)]
         await asyncio.gather(*(self._start_desktop(d) for d in new))
 
     async def _leave(self, now: datetime) -> bool:
@@ -239,8 +272,15 @@ class PoolWorkflow(PoolReadModel):
                 return
 
     async def _flush_outbox(self) -> None:
-        outbox, self.state.outbox = self.state.outbox, []
-        await asyncio.gather(*(self._send(message) for message in outbox))
+        """Send what the desktops are owed, oldest first; past SIGNALS_PER_TURN the rest waits a turn."""
+        outbox = self.state.outbox
+        take = len(outbox)
+        if take > SIGNALS_PER_TURN and workflow.patched(PATCH_SIGNALS_PER_TURN):
+            take = SIGNALS_PER_TURN
+        sending, self.state.outbox = outbox[:take], outbox[take:]
+        await asyncio.gather(*(self._send(message) for message in sending))
+        if self.state.outbox:
+            self.wake = True
 
     async def _send(self, message: Outgoing) -> None:
         handle = workflow.get_external_workflow_handle_for(

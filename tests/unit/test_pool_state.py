@@ -236,7 +236,7 @@ def personal_book() -> tuple[PoolBook, PoolDesktop]:
     mine = add_ready(book, 1)
     add_ready(book, 2)
     # The administrator assigned desktop 1 to alice.
-    mine.slot, mine.user, mine.request_id = Slot.ASSIGNED, "alice", "admin-assign"
+    book.update(mine, slot=Slot.ASSIGNED, user="alice", request_id="admin-assign")
     return book, mine
 
 
@@ -513,9 +513,9 @@ def test_counts_per_slot() -> None:
     add_ready(book, 2)
     add_ready(book, 3)
     add_ready(book, 4, powered_on=False)
-    add_ready(book, 5, powered_on=False).starting = True
+    book.update(add_ready(book, 5, powered_on=False), starting=True)
     for number, slot in ((6, Slot.ASSIGNED), (7, Slot.RELEASING), (8, Slot.AWAITING_RETURN), (9, Slot.REMOVING)):
-        add_ready(book, number).slot = slot
+        book.update(add_ready(book, number), slot=slot)
     book.state.queue += [WaitingClaim("u1", "w1", T0), WaitingClaim("u2", "w2", T0)]
     counts = book.counts()
     assert counts == PoolCounts(
@@ -544,7 +544,7 @@ def test_standby_desktops_starting_for_the_reserve_never_push_the_pool_past_max(
     assert first.start_standby == 2
     for d in book.state.desktops:
         if d.slot is Slot.STANDBY:
-            d.starting = True  # what the pool workflow does for each desktop it starts
+            book.update(d, starting=True)  # what the pool workflow does for each desktop it starts
     second = plan_reconcile(spec, book.counts(), book.provisioning_running(), book.starting())
     total_after = len(book.state.desktops) + second.create_running + second.create_standby
     assert total_after <= spec.max_desktops

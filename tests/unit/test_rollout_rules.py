@@ -283,7 +283,7 @@ def book_with(*desktops: tuple[int, Slot], release: ReleasePolicy = ReleasePolic
         if slot is Slot.ASSIGNED:
             desktop.user, desktop.request_id = "alice", "r-1"
         pool_state.desktops.append(desktop)
-        book.by_id[desktop.desktop_id] = desktop
+        book.index.file(desktop)
     return book
 
 

@@ -25,7 +25,7 @@ from activities.store.models import DesktopRecord
 from api.desktop_access import release_when_taken
 from tests.engine import counts, engine_worker, eventually, spec, start_pool
 from tests.fakes import FakeCloud
-from tests.workflows.record_histories import HISTORIES, dev_server, save_pool
+from tests.workflows.record_histories import HISTORIES, dev_server, save, save_pool
 from workflows.desktop_workflow import DesktopWorkflow
 from workflows.messages import (
     ClaimBatchInput,
@@ -72,7 +72,28 @@ async def pool_projects_with_activities(client: Client, task_queue: str, databas
         await pool.terminate("recorded")
 
 
-SCENARIOS = {"claim_at_once": claims_answered_at_once, "pool_projection_activity": pool_projects_with_activities}
+async def pool_in_bounded_turns(client: Client, task_queue: str, database_url: str) -> None:
+    """A pool larger than a turn (`pool-starts-at-most-50-desktops-a-turn`,
+    `pool-sends-at-most-50-signals-a-turn`) whose runs end early (`pool-continues-as-new-every-2000-events`,
+    here every 300): 60 desktops built at once, then claimed in one batch."""
+    size = 60
+    async with engine_worker(client, task_queue, database_url, FakeCloud(), builds=size):
+        pool_spec = spec(max_desktops=size, prestarted=size, max_concurrent_creations=size)
+        pool = await start_pool(client, task_queue, pool_spec, events_per_run=300)
+        await eventually(lambda: counts(pool), lambda c: c.ready == size, timeout_s=120)
+        batch = ClaimBatchInput([ClaimRequest(user=f"u{n}", request_id=f"u{n}-1") for n in range(size)])
+        await pool.execute_update(PoolWorkflow.claim, batch)
+        await eventually(lambda: counts(pool), lambda c: c.assigned == size and not c.provisioning, timeout_s=60)
+        await asyncio.sleep(3)  # the assignments delivered, the last projection landed
+        await save(client, pool.id, "pool_bounded_turns.pool")  # the pool's runs (its desktops: nothing new)
+        await pool.terminate("recorded")
+
+
+SCENARIOS = {
+    "claim_at_once": claims_answered_at_once,
+    "pool_projection_activity": pool_projects_with_activities,
+    "pool_bounded_turns": pool_in_bounded_turns,
+}
 
 
 async def main(names: list[str]) -> None:
