@@ -22,7 +22,7 @@ from workflows.messages import PoolCounts
 from workflows.planning import IDLE_SLOTS, Slot, claim_order
 
 if TYPE_CHECKING:
-    from workflows.pool_state import PoolDesktop
+    from workflows.pool_model import PoolDesktop
 
 STARTING = "starting"  # a standby desktop being started: counted apart from the slots
 BUILDING_RUNNING = "building_running"  # a desktop being built that will come up powered on

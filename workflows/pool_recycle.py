@@ -9,8 +9,9 @@ rollout_rules.recycle_verdict; the pool replaces whatever leaves on its newest v
 from __future__ import annotations
 
 from workflows.planning import Slot, pick_for_removal
+from workflows.pool_model import Outgoing
 from workflows.pool_spec import Assignment, ReleasePolicy
-from workflows.pool_state import Outgoing, PoolBook
+from workflows.pool_state import PoolBook
 from workflows.rollout_messages import (
     RecycleInput,
     RecycleRefusal,

@@ -12,7 +12,8 @@ from datetime import datetime
 
 from workflows.messages import RemovalMode, RemovePoolInput, RemovePoolResult
 from workflows.planning import LeavingCandidate, PoolRemoval, plan_removal
-from workflows.pool_state import Outgoing, PoolBook
+from workflows.pool_model import Outgoing
+from workflows.pool_state import PoolBook
 
 LINE_ENDED = "pool is being removed: the claim left the line"
 

@@ -60,10 +60,11 @@ from workflows.planning import (
     pool_sleep,
     removal_refusal,
 )
+from workflows.pool_model import Outgoing, PoolDesktop, PoolState, TemplateVersion
 from workflows.pool_read_model import PROJECTION_INTERVAL, PoolReadModel
 from workflows.pool_removal import advance_removal, begin_removal, removal_summary
 from workflows.pool_spec import PoolSpec
-from workflows.pool_state import Outgoing, PoolBook, PoolDesktop, PoolState, TemplateVersion
+from workflows.pool_state import PoolBook
 from workflows.rollout_messages import RecycleInput, RecycleResult, RolloutView, RolloutViewInput
 
 with workflow.unsafe.imports_passed_through():

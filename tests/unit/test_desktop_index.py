@@ -16,9 +16,10 @@ import pytest
 from tests.unit.test_pool_state import T0, TEMPLATE, add_ready, claim, make_book
 from workflows.messages import ClaimStatus, DesktopReport, PoolCounts, ReportKind
 from workflows.planning import Slot, pick_for_claim
+from workflows.pool_model import PoolState, TemplateVersion
 from workflows.pool_recycle import take_recycle
 from workflows.pool_spec import Assignment, Template
-from workflows.pool_state import PoolBook, PoolState, TemplateVersion
+from workflows.pool_state import PoolBook
 from workflows.rollout_messages import RecycleInput
 
 

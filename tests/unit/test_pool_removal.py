@@ -24,9 +24,10 @@ from workflows.messages import (
     ReportKind,
 )
 from workflows.planning import LeavingCandidate, PoolRemoval, Slot, plan_removal, removal_refusal
+from workflows.pool_model import PoolDesktop, PoolState
 from workflows.pool_removal import LINE_ENDED, advance_removal, begin_removal, removal_summary
 from workflows.pool_spec import Assignment, PoolSpec, ReleasePolicy, Template
-from workflows.pool_state import BEING_REMOVED, PoolBook, PoolDesktop, PoolState
+from workflows.pool_state import BEING_REMOVED, PoolBook
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 

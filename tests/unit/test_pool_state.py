@@ -17,8 +17,9 @@ from temporalio.converter import DataConverter
 
 from workflows.messages import ClaimOutcome, ClaimRequest, ClaimStatus, DesktopReport, PoolCounts, ReportKind
 from workflows.planning import Slot, lowest_free_numbers, plan_reconcile
+from workflows.pool_model import PoolDesktop, PoolState, WaitingClaim
 from workflows.pool_spec import Assignment, PoolSpec, ReleasePolicy, Template, Timers
-from workflows.pool_state import RESTRAIN_AFTER_FAILURES, PoolBook, PoolDesktop, PoolState, WaitingClaim
+from workflows.pool_state import RESTRAIN_AFTER_FAILURES, PoolBook
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 TEMPLATE = Template(image="img", flavor="flv")
@@ -581,8 +582,9 @@ def test_a_quota_failure_restrains_the_pool_at_once_with_the_clouds_reason() -> 
     from datetime import UTC, datetime
 
     from workflows.messages import DesktopReport, ReportKind
+    from workflows.pool_model import PoolState
     from workflows.pool_spec import PoolSpec, Template
-    from workflows.pool_state import PoolBook, PoolState
+    from workflows.pool_state import PoolBook
 
     now = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
     book = PoolBook(PoolState("p", PoolSpec(name="Quota pool", template=Template("i", "f"), naming_mask="quo-")))

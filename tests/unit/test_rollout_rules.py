@@ -16,9 +16,10 @@ import pytest
 
 from workflows.messages import DesktopReport, ReportKind
 from workflows.planning import Slot
+from workflows.pool_model import PoolDesktop, PoolState, TemplateVersion
 from workflows.pool_recycle import rollout_view, take_recycle
 from workflows.pool_spec import PoolSpec, ReleasePolicy, Template
-from workflows.pool_state import RECYCLED_ON_RELEASE, PoolBook, PoolDesktop, PoolState, TemplateVersion
+from workflows.pool_state import RECYCLED_ON_RELEASE, PoolBook
 from workflows.rollout_messages import (
     CanaryResult,
     RecycleInput,
