@@ -26,6 +26,7 @@ from activities.store.database import make_engine
 from activities.store.migrate import upgrade
 from activities.temporal_connection import connect_temporal
 from worker.metrics import start_worker_metrics
+from worker.payloads import DATA_CONVERTER
 from worker.settings import WorkerSettings, load_worker_settings
 from workflows.capacity_workflow import CapacityChangeWorkflow
 from workflows.desktop_workflow import DesktopWorkflow
@@ -78,6 +79,10 @@ def build_worker(
     cloud: CloudActivities | None = None,
 ) -> Worker:
     """Tests hand in activities on a fake cloud or their own engine; the process uses clouds.yaml."""
+    # The worker decodes with its own converter, however the client was made (worker/payloads.py).
+    config = client.config()
+    config["data_converter"] = DATA_CONVERTER
+    client = Client(**config)
     # Short waits: a projection the read model cannot take now is retried later (on a timer).
     engine = engine or make_engine(settings.database_url, busy_timeout_s=PROJECTION_BUSY_TIMEOUT_S)
     cloud = cloud or cloud_activities(settings)

@@ -87,6 +87,7 @@ PATCH_CLAIM_ANSWERS_AT_ONCE = "pool-claim-answers-before-assignments-delivered"
 PATCH_SIGNALS_PER_TURN = "pool-sends-at-most-50-signals-a-turn"
 PATCH_STARTS_PER_TURN = "pool-starts-at-most-50-desktops-a-turn"
 PATCH_EVENTS_PER_RUN = "pool-continues-as-new-every-2000-events"
+PATCH_CARRY_OUTBOX = "pool-carries-its-outbox-across-continue-as-new"
 
 
 @dataclass
@@ -259,17 +260,21 @@ class PoolWorkflow(PoolReadModel):
         )
 
     async def _drain(self) -> None:
-        """Before continue-as-new: no handler running, nothing left to send, the projection written.
+        """Before continue-as-new: no handler running, no signal in flight, the projection written.
 
-        A claim may arrive while the outbox is flushed; it is let finish (and
-        its assign sent) rather than cut off by the switch to the next run."""
+        What the desktops are still owed stays in the outbox, which the state carries to the
+        next run: sending it first (as histories from before the signal cap did) kept a pool
+        under a login storm from continuing as new for thousands of events, claims refilling
+        the outbox as fast as 50 signals a turn emptied it."""
+        carry_outbox = workflow.patched(PATCH_CARRY_OUTBOX)
         while True:
             await workflow.wait_condition(workflow.all_handlers_finished)
-            await self._flush_outbox()
+            if not carry_outbox:
+                await self._flush_outbox()
             if self.projecting is not None:
                 await self.projecting
                 self.projecting = None
-            if workflow.all_handlers_finished() and not self.state.outbox:
+            if workflow.all_handlers_finished() and (carry_outbox or not self.state.outbox):
                 return
 
     async def _flush_outbox(self) -> None:

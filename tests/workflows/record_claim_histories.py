@@ -75,11 +75,12 @@ async def pool_projects_with_activities(client: Client, task_queue: str, databas
 async def pool_in_bounded_turns(client: Client, task_queue: str, database_url: str) -> None:
     """A pool larger than a turn (`pool-starts-at-most-50-desktops-a-turn`,
     `pool-sends-at-most-50-signals-a-turn`) whose runs end early (`pool-continues-as-new-every-2000-events`,
-    here every 300): 60 desktops built at once, then claimed in one batch."""
+    here every 40) and hand on the signals still owed (`pool-carries-its-outbox-across-continue-as-new`):
+    60 desktops built at once, then claimed in one batch."""
     size = 60
     async with engine_worker(client, task_queue, database_url, FakeCloud(), builds=size):
         pool_spec = spec(max_desktops=size, prestarted=size, max_concurrent_creations=size)
-        pool = await start_pool(client, task_queue, pool_spec, events_per_run=300)
+        pool = await start_pool(client, task_queue, pool_spec, events_per_run=40)
         await eventually(lambda: counts(pool), lambda c: c.ready == size, timeout_s=120)
         batch = ClaimBatchInput([ClaimRequest(user=f"u{n}", request_id=f"u{n}-1") for n in range(size)])
         await pool.execute_update(PoolWorkflow.claim, batch)
