@@ -10,6 +10,7 @@ as the CLI and the portal do, and is counted; anything else is an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -73,20 +74,29 @@ async def connect(
     return sample
 
 
+# Connections per httpx client. One client with a connection per user (1,000) spent the load
+# generator's whole CPU in httpcore's connection assignment, which walks every connection of
+# its pool for each request: a storm then measured the client, not deskpool (docs/benchmarks.md).
+CONNECTIONS_PER_CLIENT = 50
+
+
 async def storm(
     base_url: str, pool_id: str, tokens: dict[str, str], arrivals: list[float], concurrency: int = 1000
 ) -> list[ClaimSample]:
     """Each user (in `tokens` order) presses Connect at their arrival time (seconds from now)."""
-    async with http_client(base_url, concurrency) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(http_client(base_url, CONNECTIONS_PER_CLIENT))
+            for _ in range(max(1, -(-concurrency // CONNECTIONS_PER_CLIENT)))
+        ]
         started = time.perf_counter()
 
-        async def user_at(user: str, token: str, at: float) -> ClaimSample:
+        async def user_at(n: int, user: str, token: str, at: float) -> ClaimSample:
             await asyncio.sleep(max(0.0, started + at - time.perf_counter()))
-            return await connect(client, pool_id, user, token, started)
+            return await connect(clients[n % len(clients)], pool_id, user, token, started)
 
-        return list(
-            await asyncio.gather(*(user_at(u, t, a) for (u, t), a in zip(tokens.items(), arrivals, strict=False)))
-        )
+        users = zip(tokens.items(), arrivals, strict=False)
+        return list(await asyncio.gather(*(user_at(n, u, t, a) for n, ((u, t), a) in enumerate(users))))
 
 
 def summarize(samples: list[ClaimSample]) -> dict[str, float | int]:
