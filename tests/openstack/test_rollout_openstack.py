@@ -157,7 +157,8 @@ async def test_rollout_canary_floor_auto_pause_and_crashes_on_openstack(
         start_worker()
         final, more, _ = await follow(rollout, pool, lambda p: p.status is not RUNNING, 240)
         readies += more
-        assert final.status is RolloutStatus.COMPLETED, final
+        # The reason first: pytest cuts a long repr before it (a CI run once paused here, unexplained).
+        assert final.status is RolloutStatus.COMPLETED, (final.paused_reason, final.failures, final.waiting)
         assert (final.done, final.total) == (SIZE, SIZE) and final.canary.desktop_id == canary.canary.desktop_id
         assert min(readies) >= 2 and final.lowest_ready is not None and final.lowest_ready >= 2, readies
         await eventually(lambda: counts(pool), lambda c: c.ready == SIZE and c.live == SIZE, timeout_s=120)
