@@ -2,6 +2,8 @@
 
 bench/chaos/histories/c2_pool_nondeterminism.json.gz is the pool workflow of C2 at full size
 (docs/reliability.md, finding 5): the worker that made it cannot replay it after Temporal's restart.
+c2_pool_update_after_child_starts.json.gz is the same finding on revision 5b6502e: claim Updates
+accepted after the loop's child starts in one task, accepted before them on replay.
 Exit 0 when it replays, 1 with the failure when it does not.
 """
 
