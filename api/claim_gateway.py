@@ -2,9 +2,7 @@
 
 Measured on the 2-core dev server: a bare Update round trip is ~9 ms, one pool
 serves ~300-370 single claims/s but ~1,200/s in batches of 50, and the server
-rejects more than 10 in-flight Updates per workflow. Batches are as large as the
-pool takes (100): a 1,000-user 2 s burst on a pool of 1,000 went from 100 to 148
-claims/s, with half the worker's and the server's CPU (bench/findings.md). So claims for a pool are
+rejects more than 10 in-flight Updates per workflow. So claims for a pool are
 gathered into batches, at most `max_in_flight` batches are outstanding per pool
 from this process, and past `max_pending` waiting claims the caller gets a 503
 with Retry-After instead of a timeout.
@@ -71,7 +69,7 @@ class ClaimGateway:
         *,
         max_in_flight: int = 4,
         max_pending: int = 5000,
-        batch_size: int = MAX_CLAIMS_PER_BATCH,
+        batch_size: int = 50,
         attempts: int = 5,
         observer: ClaimObserver | None = None,
     ) -> None:
