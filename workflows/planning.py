@@ -132,6 +132,7 @@ def claim_order(slot: Slot, template_version: int, number: int, current_version:
 
 
 def pick_for_claim(idle: Sequence[IdleCandidate], current_version: int) -> IdleCandidate | None:
+    """The claim's choice by a plain walk: the reference DesktopIndex.first_for_claim is tested against."""
     usable = [c for c in idle if c.slot in IDLE_SLOTS]
     if not usable:
         return None

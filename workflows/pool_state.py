@@ -21,7 +21,7 @@ from workflows.messages import (
     PoolCounts,
     ReportKind,
 )
-from workflows.planning import IDLE_SLOTS, IdleCandidate, Slot
+from workflows.planning import IdleCandidate, Slot
 from workflows.pool_model import Outgoing, PoolDesktop, PoolState, TemplateVersion, VersionBuilds, WaitingClaim
 from workflows.pool_spec import Assignment, Template
 
@@ -70,12 +70,9 @@ class PoolBook:
         return self.index.building_running()
 
     def idle(self) -> list[IdleCandidate]:
-        """Idle desktops in the order of state.desktops (the picks below sort them their own ways)."""
-        return [
-            IdleCandidate(d.desktop_id, d.number, d.slot, d.template_version)
-            for d in self.state.desktops
-            if d.slot in IDLE_SLOTS
-        ]
+        """The idle desktops, from the index; in no set order: every pick sorts them by keys that
+        include the desktop's number, unique among live desktops."""
+        return [IdleCandidate(d.desktop_id, d.number, d.slot, d.template_version) for d in self.index.idle.values()]
 
     def builds(self, version: int) -> VersionBuilds | None:
         return next((b for b in self.state.builds if b.version == version), None)
