@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from cachetools import TTLCache
 
 from activities.cloud_metrics import CloudMetrics, instrumented
-from activities.cloud_rate import TokenBucket, rate_limited
+from activities.cloud_rate import TokenBucket, limit_requests, request_bucket
 from workflows.pool_spec import Template
 
 DESKPOOL_TAG = "deskpool"
@@ -321,7 +321,9 @@ class CloudConnections:
     A Connection's session is not documented as thread-safe, and activities
     run on a thread pool; a connection per thread avoids sharing one. Every
     operation is counted and timed (`cloud_metrics`, the worker's registry
-    unless `metrics` says otherwise), inside the rate limit.
+    unless `metrics` says otherwise), its wait for the rate limit included;
+    the limit itself is on each HTTP request (`cloud_rate`), shared by the
+    threads' connections to one cloud.
     """
 
     def __init__(
@@ -343,19 +345,17 @@ class CloudConnections:
         if key not in cache:
             with self._lock:
                 names = self._names.setdefault(key, NameCache())
-            driver = instrumented(
-                OpenStackDriver(connect(self._clouds_yaml, cloud, region, project_id), names), cloud, self._metrics
-            )
+            connection = connect(self._clouds_yaml, cloud, region, project_id)
             if self._calls_per_second:
-                driver = rate_limited(driver, self.bucket(cloud))
-            cache[key] = driver
+                limit_requests(connection.session.session, self.bucket(cloud))
+            cache[key] = instrumented(OpenStackDriver(connection, names), cloud, self._metrics)
         return cache[key]
 
     def bucket(self, cloud: str) -> TokenBucket:
         assert self._calls_per_second
         with self._lock:
             if cloud not in self._buckets:
-                self._buckets[cloud] = TokenBucket(self._calls_per_second)
+                self._buckets[cloud] = request_bucket(self._calls_per_second)
             return self._buckets[cloud]
 
 

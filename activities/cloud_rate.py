@@ -1,9 +1,10 @@
-"""A per-cloud rate limit on cloud operations, shared by every thread of a worker.
+"""A per-cloud rate limit on the HTTP requests sent to a cloud, shared by every thread of a process.
 
-A login storm or a recreate must never flood a cloud's API. Each driver
-operation takes a token first (a find-or-create or a status poll is one
-operation; openstacksdk may send one to three HTTP requests for it); when the
-bucket is empty the caller waits. The limit is per worker process.
+A login storm or a recreate must never flood a cloud's API. Every HTTP request
+takes a token first, at the transport under openstacksdk and keystoneauth, so a
+driver operation of several requests and keystoneauth's own retries all count;
+when the bucket is empty the caller waits. The limit is per process (a worker,
+or the API for its own cloud reads).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-if TYPE_CHECKING:  # the driver module builds these; no import cycle at run time
-    from activities.cloud_driver import CloudDriver
+import requests
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
 
 
 class TokenBucket:
@@ -49,24 +51,31 @@ class TokenBucket:
             self._sleep(wait)
 
 
-class RateLimitedDriver:
-    """The same driver, each operation behind the cloud's bucket."""
+class RateLimitedTransport(HTTPAdapter):
+    """requests' transport with a token taken before every HTTP request it sends.
 
-    def __init__(self, inner: CloudDriver, bucket: TokenBucket) -> None:
-        self._inner = inner
+    Mounted on an openstacksdk connection's session, it sees each request on the wire: the
+    lookups a create makes, Keystone's token requests, and every retry keystoneauth makes of a
+    429 or 503 by itself (which an operation-level limit never saw: docs/reliability.md, finding 3).
+    """
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        super().__init__()
         self._bucket = bucket
 
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._inner, name)
-        if not callable(attribute):
-            return attribute
-
-        def limited(*args: Any, **kwargs: Any) -> Any:
-            self._bucket.acquire()
-            return attribute(*args, **kwargs)
-
-        return limited
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        self._bucket.acquire()
+        return super().send(request, *args, **kwargs)
 
 
-def rate_limited(inner: CloudDriver, bucket: TokenBucket) -> CloudDriver:
-    return cast("CloudDriver", RateLimitedDriver(inner, bucket))
+def limit_requests(session: requests.Session, bucket: TokenBucket) -> None:
+    """Every HTTP request of this session, whatever its URL, takes a token from `bucket` first."""
+    transport = RateLimitedTransport(bucket)
+    session.mount("http://", transport)
+    session.mount("https://", transport)
+
+
+def request_bucket(requests_per_s: float, **clock: Any) -> TokenBucket:
+    """A bucket of one: requests at least 1/rate apart, so no second of the cloud's clock ever
+    sees more than `requests_per_s` of them (a fuller bucket would let a burst double that)."""
+    return TokenBucket(requests_per_s, burst=1, **clock)

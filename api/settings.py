@@ -41,10 +41,10 @@ class ApiSettings(SharedSettings):
     login_failure_window_s: int = Field(default=300, ge=1, le=24 * 3600)
     # The API reaches the cloud itself only for what must stay out of workflow histories
     # (remote console URLs carry a token) and the console log: the worker's clouds.yaml,
-    # a rate limit of its own (cloud operations per second per cloud, 0 = unlimited), and
+    # a rate limit of its own (HTTP requests per second per cloud, 0 = unlimited), and
     # how long a request waits for the cloud before answering 503.
     clouds_yaml: Path | None = None
-    cloud_max_calls_per_second: float = Field(default=20.0, ge=0)
+    cloud_max_calls_per_second: float = Field(default=50.0, ge=0)
     cloud_call_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
 

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+import requests
 from fastapi import FastAPI
 from openstack import exceptions as os_exceptions
 from prometheus_client import CollectorRegistry
@@ -31,6 +32,7 @@ from activities.cloud import CloudActivities
 from activities.cloud_driver import CloudConnections, CloudDriver
 from activities.cloud_limits import CloudLimits
 from activities.cloud_metrics import CloudMetrics, CloudSlotsCollector, instrumented
+from activities.cloud_rate import RateLimitedTransport
 from activities.store.database import make_engine
 from activities.store.migrate import upgrade
 from activities.store.models import DesktopRecord, PoolRecord
@@ -286,18 +288,30 @@ class FakeIdentity:
         return None
 
 
+class FakeKeystoneSession:
+    def __init__(self) -> None:
+        self.session = requests.Session()
+
+
 class FakeConnection:
     identity = FakeIdentity()
+
+    def __init__(self) -> None:
+        self.session = FakeKeystoneSession()
 
 
 @pytest.mark.parametrize("calls_per_second", [None, 1000.0])
 def test_every_driver_the_worker_makes_is_instrumented(
     monkeypatch: pytest.MonkeyPatch, calls_per_second: float | None
 ) -> None:
-    monkeypatch.setattr(cloud_driver, "connect", lambda *_args: FakeConnection())
+    connection = FakeConnection()
+    monkeypatch.setattr(cloud_driver, "connect", lambda *_args: connection)
     metrics = CloudMetrics(CollectorRegistry())
     driver = CloudConnections(None, calls_per_second, metrics=metrics).driver("east", None)
     assert driver.find_project("acme") is None
+    # With a limit, every HTTP request of the connection passes the cloud's bucket.
+    limited = isinstance(connection.session.session.get_adapter("https://nova.example"), RateLimitedTransport)
+    assert limited is (calls_per_second is not None)
     found = samples(cloud_metrics_text(metrics))
     assert value(found, "deskpool_cloud_calls_total", cloud="east", operation="find_project", outcome="ok") == 1
 

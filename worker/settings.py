@@ -22,8 +22,9 @@ class WorkerSettings(SharedSettings):
     # being deleted at once. The anchors' defaults are 30 and 15.
     cloud_max_concurrent_builds: int = Field(default=30, ge=1, le=1000)
     cloud_max_concurrent_deletes: int = Field(default=15, ge=1, le=1000)
-    # Per cloud, per worker process: cloud operations per second (0 = unlimited).
-    cloud_max_calls_per_second: float = Field(default=20.0, ge=0)
+    # Per cloud, per worker process: HTTP requests per second to the cloud, retries and Keystone's
+    # included (0 = unlimited). A create is about three requests; a status poll, one.
+    cloud_max_calls_per_second: float = Field(default=50.0, ge=0)
     # How long a server may stay in BUILD before its desktop gives it up, deletes it and the
     # pool replaces it (None: the engine's 600 s). A stuck build holds a place in the pool's
     # reserve until then.

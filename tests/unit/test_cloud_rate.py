@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 
-from activities.cloud_rate import TokenBucket, rate_limited
+from activities.cloud_rate import TokenBucket
 
 
 class Clock:
@@ -39,18 +39,3 @@ def test_one_bucket_limits_all_threads_together() -> None:
     for t in threads:
         t.join()
     assert clock.now >= (20 - 1) / 5 - 1e-6  # 20 operations, one free, at 5/s
-
-
-def test_rate_limited_driver_takes_a_token_per_operation() -> None:
-    calls: list[str] = []
-
-    class Driver:
-        def get(self, server_id: str) -> str:
-            calls.append(server_id)
-            return server_id
-
-    clock = Clock()
-    bucket = TokenBucket(rate_per_s=1, burst=1, clock=clock, sleep=clock.sleep)
-    driver = rate_limited(Driver(), bucket)  # type: ignore[arg-type]
-    assert [driver.get(x) for x in ("a", "b", "c")] == ["a", "b", "c"]  # type: ignore[attr-defined]
-    assert calls == ["a", "b", "c"] and abs(clock.now - 2.0) < 1e-6

@@ -1,12 +1,18 @@
 """Storm a pool with claims, releases and agent reports at once, then replay every history it made.
 
     .venv/bin/python -m tests.workflows.replay_storm [rounds] [--keep DIR] [--cache N (default 0)]
+        [--reset-sticky]
 
 Finding 5 of docs/reliability.md: a pool history recorded live did not always replay (a claim
 Update and the desktops' reports sharing one workflow task). This probe makes many such tasks on
 purpose (small claim batches, Releases and agent connects fired together) and replays the pool's
 and the desktops' histories with the worker's own Replayer. It prints each failure and keeps the
 failing histories (--keep) to become fixtures of test_replay.py.
+
+--reset-sticky keeps the pool cached (a cache of 100) and, while it storms, keeps taking the pool's
+sticky queue away (ResetStickyTaskQueue) and asking for claim status (queries): the worker then
+gets the pool's tasks through the normal queue with the whole history, as after a Temporal
+restart, the condition under which C2 recorded the histories that do not replay.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
@@ -33,6 +42,7 @@ from workflows.messages import (
     ClaimBatchInput,
     ClaimRequest,
     ClaimStatus,
+    ClaimStatusInput,
     ReleaseInput,
     SessionEvent,
     SessionEventKind,
@@ -59,7 +69,31 @@ async def user_session(client: Client, pool, pool_id: str, user: str, rng: rando
         print(f"  release of {outcome.desktop_id} refused: {err}")
 
 
-async def storm(client: Client, task_queue: str, database_url: str, rounds: int, seed: int, cached: int) -> str:
+COMMAND_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+    EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+    EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_TIMER_CANCELED,
+}
+
+
+async def take_sticky_away(client: Client, pool, rng: random.Random, stop: asyncio.Event) -> None:
+    """As after a Temporal restart: the pool's next tasks go to the normal queue, whole history."""
+    request = ResetStickyTaskQueueRequest(namespace=client.namespace, execution=WorkflowExecution(workflow_id=pool.id))
+    while not stop.is_set():
+        await asyncio.sleep(rng.uniform(0.0, 0.15))
+        await client.workflow_service.reset_sticky_task_queue(request)
+        try:
+            await pool.query(PoolWorkflow.claim_status, ClaimStatusInput(request_id="probe"))
+        except Exception as err:  # noqa: BLE001 - a probe: a failed query is printed, not fatal
+            print(f"  query failed: {err}")
+
+
+async def storm(
+    client: Client, task_queue: str, database_url: str, rounds: int, seed: int, cached: int, reset_sticky: bool = False
+) -> str:
     rng = random.Random(seed)
     # With no workflow cache every task is handled cold, as after a worker restart: the case of
     # temporalio/sdk-python#1591, where a task handled cold recorded a history that did not replay.
@@ -67,9 +101,19 @@ async def storm(client: Client, task_queue: str, database_url: str, rounds: int,
         pool = await start_pool(client, task_queue, spec(max_desktops=12, prestarted=8))
         pool_id = pool.id.removeprefix("pool/")
         await eventually(lambda: counts(pool), lambda c: c.ready == 8)
+        stop = asyncio.Event()
+        resets = [
+            asyncio.create_task(take_sticky_away(client, pool, rng, stop)) for _ in range(2 if reset_sticky else 0)
+        ]
         for round_number in range(rounds):
             users = [f"u{round_number}-{n}" for n in range(rng.randint(4, 10))]
-            await asyncio.gather(*(user_session(client, pool, pool_id, u, rng) for u in users))
+            results = await asyncio.gather(
+                *(user_session(client, pool, pool_id, u, rng) for u in users), return_exceptions=True
+            )
+            for err in (r for r in results if isinstance(r, BaseException)):
+                print(f"  session failed: {err!r}")
+        stop.set()
+        await asyncio.gather(*resets)
         await eventually(lambda: counts(pool), lambda c: c.assigned == 0 and c.provisioning == 0, timeout_s=30)
         return pool_id
 
@@ -85,20 +129,42 @@ async def histories(client: Client, pool_id: str) -> list[WorkflowHistory]:
     return found
 
 
+def updates_after_commands(history: WorkflowHistory) -> list[int]:
+    """Completed tasks whose Update acceptances come after another command (finding 5's shape):
+    the SDK accepts the Updates of an activation before the loop runs, so on replay they come first."""
+    found, events = [], list(history.events)
+    for i, event in enumerate(events):
+        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            continue
+        kinds = []
+        for later in events[i + 1 :]:
+            if later.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+                break
+            if later.event_type in COMMAND_EVENTS:
+                kinds.append(later.event_type)
+        accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        if accepted in kinds and kinds[0] != accepted:
+            found.append(event.event_id)
+    return found
+
+
 def keep_history(folder: Path, history: WorkflowHistory) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{history.workflow_id.replace('/', '_')}.json").write_text(history.to_json() + "\n")
 
 
-async def main(rounds: int, keep: Path | None, cached: int) -> int:
+async def main(rounds: int, keep: Path | None, cached: int, reset_sticky: bool = False) -> int:
     replayer = Replayer(workflows=WORKFLOWS, workflow_runner=WORKFLOW_RUNNER)
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         async with dev_server() as env:
             queue = f"storm-{uuid.uuid4().hex[:8]}"
-            pool_id = await storm(env.client, queue, f"sqlite:///{tmp}/s.db", rounds, 1, cached)
+            pool_id = await storm(env.client, queue, f"sqlite:///{tmp}/s.db", rounds, 1, cached, reset_sticky)
             found = await histories(env.client, pool_id)
             for history in found:
+                inverted = updates_after_commands(history)
+                if inverted:
+                    print(f"{history.workflow_id}: Updates accepted after other commands in tasks {inverted}")
                 result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
                 if result.replay_failure is not None:
                     failures += 1
@@ -112,6 +178,7 @@ async def main(rounds: int, keep: Path | None, cached: int) -> int:
 if __name__ == "__main__":
     args = sys.argv[1:]
     keep_dir = Path(args[args.index("--keep") + 1]) if "--keep" in args else None
-    cache = int(args[args.index("--cache") + 1]) if "--cache" in args else 0
+    reset = "--reset-sticky" in args
+    cache = int(args[args.index("--cache") + 1]) if "--cache" in args else (100 if reset else 0)
     numbers = [a for i, a in enumerate(args) if a.isdigit() and (i == 0 or args[i - 1] != "--cache")]
-    sys.exit(asyncio.run(main(int(numbers[0]) if numbers else 20, keep_dir, cache)))
+    sys.exit(asyncio.run(main(int(numbers[0]) if numbers else 20, keep_dir, cache, reset)))
