@@ -107,8 +107,10 @@ async def storm(
         ]
         for round_number in range(rounds):
             users = [f"u{round_number}-{n}" for n in range(rng.randint(4, 10))]
+            # Taking the sticky queue away is meant to break things: there a failed session is
+            # printed and the storm goes on; otherwise it fails the run.
             results = await asyncio.gather(
-                *(user_session(client, pool, pool_id, u, rng) for u in users), return_exceptions=True
+                *(user_session(client, pool, pool_id, u, rng) for u in users), return_exceptions=reset_sticky
             )
             for err in (r for r in results if isinstance(r, BaseException)):
                 print(f"  session failed: {err!r}")
