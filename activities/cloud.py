@@ -137,9 +137,9 @@ class CloudActivities:
 
     def _find_or_create(self, request: CreateServerInput) -> CreateServerResult:
         driver = self._driver(request.ref)
-        # Only a retry can find a server of its own (an earlier attempt's create may have
-        # reached the cloud): the first attempt spares the cloud a listing per desktop.
-        if activity.info().attempt > 1:
+        # Only a retry (or a later call, `look_first`) can find a server of its own: an earlier
+        # attempt's create may have reached the cloud. A first attempt spares the cloud a listing.
+        if activity.info().attempt > 1 or request.look_first:
             existing = call(lambda: driver.find_by_desktop(request.ref.desktop_id))
             if existing:
                 return CreateServerResult(server_id=existing[0].id, created=False)

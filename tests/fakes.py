@@ -10,6 +10,8 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 
+from openstack.exceptions import HttpException
+
 from activities.cloud_driver import CloudDriver, ServerInfo, ServerRequest, desktop_tag
 
 
@@ -31,6 +33,8 @@ class FakeCloud:
     # Names of desktops whose build ends in ERROR.
     fail_names: set[str] = field(default_factory=set)
     fail_all: bool = False
+    # A cloud that answers 503 to every create and lookup (an outage), until set back.
+    unavailable: bool = False
     servers: dict[str, FakeServer] = field(default_factory=dict)
     created: int = 0
     deleted: int = 0
@@ -59,6 +63,7 @@ class FakeCloud:
             return self.projects[name]
 
     def find_by_desktop(self, desktop_id: str) -> list[ServerInfo]:
+        self._answer_or_503()
         tag = desktop_tag(desktop_id)
         with self._lock:
             return [self._info(s) for s in self.servers.values() if tag in s.tags]
@@ -109,7 +114,12 @@ class FakeCloud:
             self._advance(server)
             return self._info(server)
 
+    def _answer_or_503(self) -> None:
+        if self.unavailable:
+            raise HttpException(message="Service Unavailable", http_status=503)
+
     def create(self, request: ServerRequest, project_id: str | None = None) -> ServerInfo:
+        self._answer_or_503()
         with self._lock:
             server = FakeServer(
                 id=f"srv-{next(self._ids)}",

@@ -34,7 +34,27 @@ def activities(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudActivi
 
 
 def provision(activities: CloudActivities, desktop_id: str) -> ServerRef:
-    request = CreateServerInput(
+    request = create_request(desktop_id)
+    env = ActivityEnvironment()
+    first = env.run(activities.provision_server, request)
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    again = retry.run(activities.provision_server, request)  # a retry after a crash
+    assert again.server_id == first.server_id  # found by its desktop tag, not made twice
+    return ServerRef("embedded", desktop_id, first.server_id)
+
+
+def test_a_later_provisioning_call_looks_for_its_server_before_creating(activities: CloudActivities) -> None:
+    """The desktop calls provision_server again after its first attempts failed on a sick cloud
+    (desktop_steps._create_telling_trouble): one of them may have reached the cloud."""
+    ref = provision(activities, "drv.9")
+    later = dataclasses.replace(create_request("drv.9"), look_first=True)
+    again = ActivityEnvironment().run(activities.provision_server, later)  # attempt 1 of the new call
+    assert again.server_id == ref.server_id
+
+
+def create_request(desktop_id: str) -> CreateServerInput:
+    return CreateServerInput(
         ServerRef("embedded", desktop_id),
         name="drv-001",
         pool_id="drv",
@@ -43,13 +63,6 @@ def provision(activities: CloudActivities, desktop_id: str) -> ServerRef:
         build_timeout_s=60,
         poll_interval_s=0.05,
     )
-    env = ActivityEnvironment()
-    first = env.run(activities.provision_server, request)
-    retry = ActivityEnvironment()
-    retry.info = dataclasses.replace(retry.info, attempt=2)
-    again = retry.run(activities.provision_server, request)  # a retry after a crash
-    assert again.server_id == first.server_id  # found by its desktop tag, not made twice
-    return ServerRef("embedded", desktop_id, first.server_id)
 
 
 def test_console_output_and_remote_console(activities: CloudActivities) -> None:

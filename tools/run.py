@@ -98,17 +98,23 @@ class Stack:
                 raise RuntimeError(f"{name} exited with {process.returncode}; see {self.data}/logs/{name}.log")
 
     def stop(self) -> None:
-        ignore_interrupts()
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _, process in reversed(self.processes):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # Interrupts are ignored while stopping and restored after: a process that goes on (a test
+        # run stops many stacks) must not keep ignoring them, nor hand that on to its children.
+        previous = ignore_interrupts()
+        try:
+            for _, process in reversed(self.processes):
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for _, process in reversed(self.processes):
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def free_ports(n: int) -> list[int]:
@@ -138,10 +144,10 @@ def stack_on_free_ports(data: Path, **fields: Any) -> Stack:
     )
 
 
-def ignore_interrupts() -> None:
-    """From the first Ctrl-C on: a second one must not cut the orderly stop short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def ignore_interrupts() -> dict[int, Any]:
+    """From the first Ctrl-C on: a second one must not cut the orderly stop short. Returns the
+    handlers it replaced."""
+    return {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
 def wait_for_port(stack: Stack, port: int, what: str, timeout_s: float = 60) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
@@ -27,6 +28,7 @@ from activities.store.migrate import upgrade
 from activities.temporal_connection import connect_temporal
 from worker.metrics import start_worker_metrics
 from worker.payloads import DATA_CONVERTER
+from worker.server_watch import RESTARTED_FLAG, ServerWatch, restart_process, serve_until_server_lost
 from worker.settings import WorkerSettings, load_worker_settings
 from workflows.capacity_workflow import CapacityChangeWorkflow
 from workflows.desktop_workflow import DesktopWorkflow
@@ -127,18 +129,20 @@ def build_worker(
     )
 
 
-async def run(settings: WorkerSettings) -> None:
+async def run(settings: WorkerSettings, *, restarted: bool = False) -> None:
     upgrade(settings.database_url)
     # /metrics first: the Temporal client must be made on the runtime that exports the SDK's metrics.
     telemetry = start_worker_metrics(settings)
     try:
-        client = await connect_temporal(settings, runtime=telemetry.runtime)
+        # Started again after losing the server (worker/server_watch.py): wait for it as long as it takes.
+        wait_s = float("inf") if restarted else 120.0
+        client = await connect_temporal(settings, runtime=telemetry.runtime, wait_s=wait_s)
         cloud = cloud_activities(settings)
         telemetry.add(CloudSlotsCollector(cloud.limits))
         with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
             worker = build_worker(client, settings, executor, cloud=cloud)
             log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
-            await worker.run()
+            await serve_until_server_lost(worker, ServerWatch(client), restart_process)
     finally:
         telemetry.stop()
 
@@ -147,4 +151,4 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_worker_settings()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(settings))
+        asyncio.run(run(settings, restarted=RESTARTED_FLAG in sys.argv))

@@ -49,6 +49,9 @@ class CreateServerInput:
     # BUILD longer than this counts as failed (deleted and replaced).
     build_timeout_s: float = 600.0
     poll_interval_s: float = 1.0
+    # A later provisioning call of the same desktop: an earlier call's create may have reached
+    # the cloud, so even its first attempt looks for the desktop's server before creating one.
+    look_first: bool = False
 
 
 @dataclass

@@ -9,16 +9,18 @@ of the next step and the message handlers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 import workflows.pool_workflow as pool_wf  # module import: the two workflows refer to each other
 from workflows import search_attributes as sa
 from workflows.activity_io import (
+    CloudErrorType,
     CreateServerInput,
     DeleteServerInput,
     DetachServerInput,
@@ -27,6 +29,7 @@ from workflows.activity_io import (
     ProjectDesktopInput,
     RebuildServerInput,
     ServerRef,
+    WaitServerResult,
 )
 from workflows.messages import (
     AssignInput,
@@ -60,6 +63,13 @@ EVENTS_KEPT = 50
 PATCH_REJECT_UNTAKEN_ON_LEAVING = "desktop-rejects-untaken-assignments-when-leaving"
 # The pool hears of an idle desktop before the read model shows it (see _become_ready).
 PATCH_REPORT_BEFORE_PROJECTING = "desktop-reports-ready-before-projecting"
+# A create whose first attempts fail on a sick cloud is reported to the pool (finding 2 of
+# docs/reliability.md): before, the retries stayed inside the activity and nobody heard of them.
+PATCH_REPORT_CLOUD_TROUBLE = "desktop-reports-cloud-trouble"
+FIRST_CREATES_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=2
+)
+CLOUD_TROUBLE_TYPES = (CloudErrorType.UNAVAILABLE, CloudErrorType.THROTTLED)
 
 # An administrator's power operation on a desktop where it rests: the cloud action, and the
 # events recorded before and after it.
@@ -81,17 +91,14 @@ class DesktopSteps:
 
     async def _provision(self) -> None:
         ref = self._ref()
+        request = CreateServerInput(
+            ref, self.input.name, self.input.pool_id, self.input.template_version, self.input.template
+        )
         try:
-            active = await workflow.execute_activity_method(
-                CloudActivities.provision_server,
-                CreateServerInput(
-                    ref, self.input.name, self.input.pool_id, self.input.template_version, self.input.template
-                ),
-                start_to_close_timeout=timedelta(minutes=15),
-                schedule_to_close_timeout=timedelta(minutes=45),
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=CLOUD_RETRY,
-            )
+            if workflow.patched(PATCH_REPORT_CLOUD_TROUBLE):
+                active = await self._create_telling_trouble(request)
+            else:
+                active = await self._create(request, CLOUD_RETRY)
             self.snap.server_id = active.server_id
             self.snap.address = active.address
             if not self.input.power_on:
@@ -101,6 +108,29 @@ class DesktopSteps:
             return
         self.snap.powered_on = self.input.power_on
         await self._become_ready("ready" if self.input.power_on else "standby")
+
+    async def _create_telling_trouble(self, request: CreateServerInput) -> WaitServerResult:
+        """Create; if the first attempts fail for a reason a retry may cure (the cloud answers 5xx
+        or 429, or cannot be reached), tell the pool, which shows it as restrained, and go on."""
+        try:
+            return await self._create(request, FIRST_CREATES_RETRY)
+        except ActivityError as err:
+            if err.retry_state is not RetryState.MAXIMUM_ATTEMPTS_REACHED:
+                raise  # not retryable, or out of time: the desktop fails, as it always did
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type in CLOUD_TROUBLE_TYPES:  # not a worker's death
+                await self._report(ReportKind.CLOUD_TROUBLE, reason=cause.message, failure_type=cause.type or "")
+        return await self._create(dataclasses.replace(request, look_first=True), CLOUD_RETRY)
+
+    async def _create(self, request: CreateServerInput, retry: RetryPolicy) -> WaitServerResult:
+        return await workflow.execute_activity_method(
+            CloudActivities.provision_server,
+            request,
+            start_to_close_timeout=timedelta(minutes=15),
+            schedule_to_close_timeout=timedelta(minutes=45),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=retry,
+        )
 
     async def _release(self, reason: str) -> None:
         spec = self.input.spec

@@ -86,6 +86,9 @@ class ReportKind(StrEnum):
     RELEASED = "released"  # user's session over; the desktop is being destroyed or reverted
     AWAITING_RETURN = "awaiting_return"
     GONE = "gone"  # server deleted, workflow ending
+    # Still provisioning, but its creates keep failing for a reason a retry may cure (the cloud
+    # answers 5xx or 429, or cannot be reached): the pool shows it and holds further creates.
+    CLOUD_TROUBLE = "cloud_trouble"
 
 
 @dataclass

@@ -29,6 +29,8 @@ RESTRAIN_AFTER_FAILURES = 3
 # Cloud answers no retry can fix (quota, a bad request, a missing image or
 # flavor): the pool is restrained at the first one, with the cloud's reason.
 RESTRAIN_AT_ONCE = (CloudErrorType.QUOTA, CloudErrorType.BAD_REQUEST, CloudErrorType.NOT_FOUND)
+# How long a desktop's report of a sick cloud holds the pool's further creates.
+CLOUD_TROUBLE_HOLD_S = 15
 FINISHED_CLAIMS_KEPT = 1000
 VERSION_BUILDS_KEPT = 10
 RECYCLED_ON_RELEASE = "recreate: an old template version, back from its user"
@@ -227,6 +229,8 @@ class PoolBook:
             self.update(desktop, slot=slot, user=None, request_id=None)
         elif report.kind is ReportKind.AWAITING_RETURN:
             self.update(desktop, slot=Slot.AWAITING_RETURN, user=None, request_id=None)
+        elif report.kind is ReportKind.CLOUD_TROUBLE and desktop.slot is Slot.PROVISIONING:
+            self._hold_for_cloud(report.reason, now)
         elif report.kind is ReportKind.GONE:
             self._end_claim(desktop)
             # By identity: list.remove would compare field by field with every desktop before it.
@@ -251,6 +255,14 @@ class PoolBook:
         if desktop.slot is Slot.ASSIGNED and desktop.user and desktop.request_id:
             request = ClaimRequest(desktop.user, desktop.request_id)
             self._finish(request, ClaimStatus.ENDED, f"desktop {desktop.name} has been released")
+
+    def _hold_for_cloud(self, reason: str, now: datetime) -> None:
+        """A create keeps failing on a sick cloud and goes on trying: no new creates for a while
+        (they would only fail too), and the reason shown. The first desktop up clears it."""
+        until = now + timedelta(seconds=CLOUD_TROUBLE_HOLD_S)
+        if self.state.restrained_until is None or self.state.restrained_until < until:
+            self.state.restrained_until = until
+        self.state.restrained_reason = f"cloud unavailable: {reason}; creates held, retrying"
 
     def _count_failure(self, reason: str, now: datetime, failure_type: str = "") -> None:
         """Back off after repeated failures instead of hammering a broken cloud or image.

@@ -88,6 +88,7 @@ PATCH_SIGNALS_PER_TURN = "pool-sends-at-most-50-signals-a-turn"
 PATCH_STARTS_PER_TURN = "pool-starts-at-most-50-desktops-a-turn"
 PATCH_EVENTS_PER_RUN = "pool-continues-as-new-every-2000-events"
 PATCH_CARRY_OUTBOX = "pool-carries-its-outbox-across-continue-as-new"
+PATCH_HEARS_CLOUD_TROUBLE = "pool-holds-creates-on-cloud-trouble"
 
 
 @dataclass
@@ -365,6 +366,8 @@ class PoolWorkflow(PoolReadModel):
 
     @workflow.signal
     def report(self, report: DesktopReport) -> None:
+        if report.kind is ReportKind.CLOUD_TROUBLE and not workflow.patched(PATCH_HEARS_CLOUD_TROUBLE):
+            return  # a run that took this report before the patch ignored it
         self.book.report(report, workflow.now())
         self.wake = True
 

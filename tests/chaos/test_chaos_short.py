@@ -12,15 +12,16 @@ import pytest
 from bench.chaos.__main__ import scenarios
 from bench.chaos.common import SHORT
 
-# Found by C3 and C4, not fixed here (docs/reliability.md, "Findings"). Strict: once one holds, its line must go.
-# - While the cloud is down, provisioning retries inside its activity and the pool never hears a
-#   failure, so it does not show "restrained" during an outage (the pool workflow's business).
-# - The limit is on each HTTP request the worker sends (activities/cloud_rate.py), yet the cloud,
-#   counting per second of its own clock, still sees peaks above it (14 for 10/s; 27 to 30 when the
-#   limit counted operations). Not explained yet: a thread held between its token and its request
-#   reaching the cloud is one candidate, a request path around the session another.
-KNOWN_GAPS = {
-    ("C3", "restrained_with_reason_during_outage"),
+# Found by the scenarios, not fixed (docs/reliability.md, "Findings"). Strict: once one holds, its
+# line must go. None at present (finding 2, the pool not restrained during an outage, holds since
+# the provisioning desktop reports a sick cloud to its pool).
+KNOWN_GAPS: set[tuple[str, str]] = set()
+# Seen both ways, so allowed either way (and reported): the limit is on each HTTP request the worker
+# sends (activities/cloud_rate.py), yet the cloud, counting per second of its own clock, has seen
+# peaks above it (14 for 10/s in one run; 27 to 30 when the limit counted operations) and, in the
+# three short runs of session 7, exactly 10. Not explained yet: a thread held between its token
+# and its request reaching the cloud is one candidate, a request path around the session another.
+INTERMITTENT_GAPS = {
     ("C3", "cloud_rate_within_limit"),
 }
 
@@ -34,5 +35,6 @@ def test_short_scenario_keeps_every_invariant(scenario: str, tmp_path: Path, req
     assert result.invariants, report
     failed = {name for name, held in result.invariants.items() if not held}
     gaps = {name for (sid, name) in KNOWN_GAPS if sid == result.id}
-    assert not failed - gaps, report
+    intermittent = {name for (sid, name) in INTERMITTENT_GAPS if sid == result.id}
+    assert not failed - gaps - intermittent, report
     assert not gaps - failed, f"known gap {sorted(gaps - failed)} holds now: remove it from KNOWN_GAPS\n{report}"

@@ -19,7 +19,7 @@ from workflows.messages import ClaimOutcome, ClaimRequest, ClaimStatus, DesktopR
 from workflows.planning import Slot, lowest_free_numbers, plan_reconcile
 from workflows.pool_model import PoolDesktop, PoolState, WaitingClaim
 from workflows.pool_spec import Assignment, PoolSpec, ReleasePolicy, Template, Timers
-from workflows.pool_state import RESTRAIN_AFTER_FAILURES, PoolBook
+from workflows.pool_state import CLOUD_TROUBLE_HOLD_S, RESTRAIN_AFTER_FAILURES, PoolBook
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 TEMPLATE = Template(image="img", flavor="flv")
@@ -458,6 +458,40 @@ def test_a_successful_creation_resets_the_failure_count_and_lifts_the_restraint(
     assert book.state.consecutive_failures == 0
     assert book.state.restrained_until is None
     assert book.state.restrained_reason == ""
+
+
+def test_a_provisioning_desktop_on_a_sick_cloud_holds_creates_and_shows_why() -> None:
+    book = make_book(prestarted=2)
+    building = book.add_desktop(1, True)
+    trouble = DesktopReport(
+        building.desktop_id, ReportKind.CLOUD_TROUBLE, reason="cloud error 503: Service Unavailable"
+    )
+    book.report(trouble, T0)
+    assert book.state.restrained_reason.startswith("cloud unavailable: cloud error 503: Service Unavailable")
+    assert book.state.restrained_until == T0 + timedelta(seconds=CLOUD_TROUBLE_HOLD_S)
+    assert book.counts().provisioning == 1  # it goes on trying: not a failure
+    assert book.state.consecutive_failures == 0
+    # The workflow passes may_create=False while restrained_until is ahead: the second desktop waits.
+    args = (book.state.spec, book.counts(), book.provisioning_running(), book.starting())
+    assert plan_reconcile(*args, True).create_running == 1
+    assert plan_reconcile(*args, False).create_running == 0
+    book.report(DesktopReport(building.desktop_id, ReportKind.READY, address="10.0.0.1"), T0 + timedelta(seconds=40))
+    assert (book.state.restrained_reason, book.state.restrained_until) == ("", None)
+
+
+def test_a_sick_cloud_never_shortens_a_longer_backoff_and_late_reports_change_nothing() -> None:
+    book = make_book()
+    for i in range(4):
+        fail(book, 1, T0 + timedelta(seconds=i))
+    longer = book.state.restrained_until
+    assert longer is not None and longer > T0 + timedelta(seconds=3 + CLOUD_TROUBLE_HOLD_S)
+    building = book.add_desktop(2, True)
+    book.report(DesktopReport(building.desktop_id, ReportKind.CLOUD_TROUBLE, reason="503"), T0 + timedelta(seconds=4))
+    assert book.state.restrained_until == longer and "cloud unavailable: 503" in book.state.restrained_reason
+    ready = add_ready(book, 3)
+    before = (book.state.restrained_reason, book.state.restrained_until)
+    book.report(DesktopReport(ready.desktop_id, ReportKind.CLOUD_TROUBLE, reason="late"), T0)  # not provisioning
+    assert (book.state.restrained_reason, book.state.restrained_until) == before
 
 
 def test_failures_must_be_in_a_row_to_restrain() -> None:

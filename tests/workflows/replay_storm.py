@@ -1,7 +1,7 @@
 """Storm a pool with claims, releases and agent reports at once, then replay every history it made.
 
     .venv/bin/python -m tests.workflows.replay_storm [rounds] [--keep DIR] [--cache N (default 0)]
-        [--reset-sticky]
+        [--reset-sticky [--no-query]]
 
 Finding 5 of docs/reliability.md: a pool history recorded live did not always replay (a claim
 Update and the desktops' reports sharing one workflow task). This probe makes many such tasks on
@@ -12,7 +12,9 @@ failing histories (--keep) to become fixtures of test_replay.py.
 --reset-sticky keeps the pool cached (a cache of 100) and, while it storms, keeps taking the pool's
 sticky queue away (ResetStickyTaskQueue) and asking for claim status (queries): the worker then
 gets the pool's tasks through the normal queue with the whole history, as after a Temporal
-restart, the condition under which C2 recorded the histories that do not replay.
+restart, the condition under which C2 recorded the histories that do not replay. `--no-query`
+takes the sticky queue away without the queries (a query on a pool whose sticky queue is gone is
+answered by a full-history task on the normal queue).
 """
 
 from __future__ import annotations
@@ -79,12 +81,14 @@ COMMAND_EVENTS = {
 }
 
 
-async def take_sticky_away(client: Client, pool, rng: random.Random, stop: asyncio.Event) -> None:
+async def take_sticky_away(client: Client, pool, rng: random.Random, stop: asyncio.Event, query: bool = True) -> None:
     """As after a Temporal restart: the pool's next tasks go to the normal queue, whole history."""
     request = ResetStickyTaskQueueRequest(namespace=client.namespace, execution=WorkflowExecution(workflow_id=pool.id))
     while not stop.is_set():
         await asyncio.sleep(rng.uniform(0.0, 0.15))
         await client.workflow_service.reset_sticky_task_queue(request)
+        if not query:
+            continue
         try:
             await pool.query(PoolWorkflow.claim_status, ClaimStatusInput(request_id="probe"))
         except Exception as err:  # noqa: BLE001 - a probe: a failed query is printed, not fatal
@@ -92,7 +96,14 @@ async def take_sticky_away(client: Client, pool, rng: random.Random, stop: async
 
 
 async def storm(
-    client: Client, task_queue: str, database_url: str, rounds: int, seed: int, cached: int, reset_sticky: bool = False
+    client: Client,
+    task_queue: str,
+    database_url: str,
+    rounds: int,
+    seed: int,
+    cached: int,
+    reset_sticky: bool = False,
+    query: bool = True,
 ) -> str:
     rng = random.Random(seed)
     # With no workflow cache every task is handled cold, as after a worker restart: the case of
@@ -103,7 +114,8 @@ async def storm(
         await eventually(lambda: counts(pool), lambda c: c.ready == 8)
         stop = asyncio.Event()
         resets = [
-            asyncio.create_task(take_sticky_away(client, pool, rng, stop)) for _ in range(2 if reset_sticky else 0)
+            asyncio.create_task(take_sticky_away(client, pool, rng, stop, query))
+            for _ in range(2 if reset_sticky else 0)
         ]
         for round_number in range(rounds):
             users = [f"u{round_number}-{n}" for n in range(rng.randint(4, 10))]
@@ -155,13 +167,13 @@ def keep_history(folder: Path, history: WorkflowHistory) -> None:
     (folder / f"{history.workflow_id.replace('/', '_')}.json").write_text(history.to_json() + "\n")
 
 
-async def main(rounds: int, keep: Path | None, cached: int, reset_sticky: bool = False) -> int:
+async def main(rounds: int, keep: Path | None, cached: int, reset_sticky: bool = False, query: bool = True) -> int:
     replayer = Replayer(workflows=WORKFLOWS, workflow_runner=WORKFLOW_RUNNER)
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         async with dev_server() as env:
             queue = f"storm-{uuid.uuid4().hex[:8]}"
-            pool_id = await storm(env.client, queue, f"sqlite:///{tmp}/s.db", rounds, 1, cached, reset_sticky)
+            pool_id = await storm(env.client, queue, f"sqlite:///{tmp}/s.db", rounds, 1, cached, reset_sticky, query)
             found = await histories(env.client, pool_id)
             for history in found:
                 inverted = updates_after_commands(history)
@@ -183,4 +195,5 @@ if __name__ == "__main__":
     reset = "--reset-sticky" in args
     cache = int(args[args.index("--cache") + 1]) if "--cache" in args else (100 if reset else 0)
     numbers = [a for i, a in enumerate(args) if a.isdigit() and (i == 0 or args[i - 1] != "--cache")]
-    sys.exit(asyncio.run(main(int(numbers[0]) if numbers else 20, keep_dir, cache, reset)))
+    query = "--no-query" not in args
+    sys.exit(asyncio.run(main(int(numbers[0]) if numbers else 20, keep_dir, cache, reset, query)))
