@@ -134,9 +134,10 @@ async def run(settings: WorkerSettings, *, restarted: bool = False) -> None:
     # /metrics first: the Temporal client must be made on the runtime that exports the SDK's metrics.
     telemetry = start_worker_metrics(settings)
     try:
-        # Started again after losing the server (worker/server_watch.py): wait for it as long as it takes.
-        wait_s = float("inf") if restarted else 120.0
-        client = await connect_temporal(settings, runtime=telemetry.runtime, wait_s=wait_s)
+        # Started again after losing the server (worker/server_watch.py): wait for it as long as it
+        # takes, trying often (a restart is usually over in seconds and claims wait for the worker).
+        wait_s, max_delay_s = (float("inf"), 0.5) if restarted else (120.0, 5.0)
+        client = await connect_temporal(settings, runtime=telemetry.runtime, wait_s=wait_s, max_delay_s=max_delay_s)
         cloud = cloud_activities(settings)
         telemetry.add(CloudSlotsCollector(cloud.limits))
         with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
