@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from activities.directory import CachedDirectory
 from api.claim_gateway import ClaimGateway
+from api.claim_status_board import ClaimStatusBoard
 from api.settings import ApiSettings
 
 
@@ -47,3 +48,11 @@ def get_directory(request: Request) -> CachedDirectory:
 
 
 DirectoryDep = Annotated[CachedDirectory, Depends(get_directory)]
+
+
+def get_claim_board(request: Request) -> ClaimStatusBoard:
+    board: ClaimStatusBoard = request.app.state.claim_board
+    return board
+
+
+ClaimBoardDep = Annotated[ClaimStatusBoard, Depends(get_claim_board)]

@@ -17,6 +17,7 @@ from activities.temporal_connection import connect_temporal
 from api.auth.login_limits import LoginLimiter
 from api.auth.tokens import SessionTokens
 from api.claim_gateway import ClaimGateway
+from api.claim_status_board import ClaimStatusBoard
 from api.cloud_access import cloud_drivers
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
@@ -77,6 +78,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.temporal = await connect_temporal(resolved, lazy=True)
         app.state.metrics = ApiMetrics(app.state.engine)
         app.state.gateway = ClaimGateway(app.state.temporal, observer=app.state.metrics.observe_claim)
+        app.state.claim_board = ClaimStatusBoard(app.state.temporal)
         app.state.directory = await open_directory(resolved)
         app.state.tokens = SessionTokens(session_key(resolved), resolved.session_ttl_s)
         app.state.login_limiter = LoginLimiter.of(resolved)

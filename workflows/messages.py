@@ -80,6 +80,18 @@ class ClaimStatusInput:
     request_id: str
 
 
+@dataclass
+class ClaimStatusesInput:
+    """Many claims' status in one query (api/claim_status_board.py)."""
+
+    request_ids: list[str]
+
+
+@dataclass
+class ClaimStatusesResult:
+    outcomes: list[ClaimOutcome]
+
+
 class ReportKind(StrEnum):
     READY = "ready"  # idle, up or standby, available to the pool
     ASSIGNMENT_REJECTED = "assignment_rejected"  # could not take the user the pool sent

@@ -32,6 +32,8 @@ from workflows.messages import (
     ClaimBatchResult,
     ClaimOutcome,
     ClaimStatus,
+    ClaimStatusesInput,
+    ClaimStatusesResult,
     ClaimStatusInput,
     DesktopHolderInput,
     DesktopHolderResult,
@@ -442,6 +444,10 @@ class PoolWorkflow(PoolReadModel):
         if known is not None:
             return known
         return ClaimOutcome(request.request_id, "", ClaimStatus.REJECTED, reason="unknown claim request id")
+
+    @workflow.query
+    def claim_statuses(self, request: ClaimStatusesInput) -> ClaimStatusesResult:
+        return ClaimStatusesResult([self.claim_status(ClaimStatusInput(r)) for r in request.request_ids])
 
     @workflow.query
     def user_claims(self, request: UserClaimsInput) -> UserClaimsResult:

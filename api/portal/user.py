@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from api.auth.deps import AccessDep
 from api.auth.roles import Access
-from api.deps import DirectoryDep, EngineDep, GatewayDep, TemporalDep
+from api.deps import ClaimBoardDep, DirectoryDep, EngineDep, GatewayDep, TemporalDep
 from api.portal.cards import CardView, card_view
 from api.portal.common import LOGIN_URL, PortalRoute, redirect, render
 from api.routers import claims, desktop_actions, me
@@ -79,6 +79,7 @@ async def card_fragment(
     engine: EngineDep,
     directory: DirectoryDep,
     temporal: TemporalDep,
+    board: ClaimBoardDep,
     claim: RequestQuery = None,
     pending: PendingQuery = None,
 ) -> HTMLResponse:
@@ -88,7 +89,7 @@ async def card_fragment(
     outcome: ClaimOutcome | None = None
     # Only while the read model has not caught up with the claim does the pool workflow need asking.
     if claim and card.state is CardState.UNASSIGNED:
-        outcome = await claims.claim_status(pool_id, claim, access, engine, temporal)
+        outcome = await claims.claim_status(pool_id, claim, access, engine, board)
     return _card_response(request, card_view(card, outcome, pending))
 
 

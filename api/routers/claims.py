@@ -12,11 +12,10 @@ from activities.directory import CachedDirectory, DirectoryUnavailable
 from activities.store.models import DesktopRecord, PoolRecord
 from api.auth.deps import AccessDep, pool_target
 from api.auth.roles import Access, Action
-from api.deps import DirectoryDep, EngineDep, GatewayDep, TemporalDep
+from api.deps import ClaimBoardDep, DirectoryDep, EngineDep, GatewayDep
 from api.pool_service import load_pool
-from workflows.messages import ClaimOutcome, ClaimRequest, ClaimStatus, ClaimStatusInput, pool_workflow_id
+from workflows.messages import ClaimOutcome, ClaimRequest, ClaimStatus
 from workflows.pool_spec import entitlement_from_json
-from workflows.pool_workflow import PoolWorkflow
 
 router = APIRouter(prefix="/pools/{pool_id}/claims", tags=["claims"])
 HELD_STATES = ("starting", "assigned", "connected", "disconnected")
@@ -88,13 +87,11 @@ def _holds_desktop(engine: EngineDep, pool_id: str, user: str) -> bool:
 
 @router.get("/{request_id}", response_model=ClaimOutcome)
 async def claim_status(
-    pool_id: str, request_id: str, access: AccessDep, engine: EngineDep, temporal: TemporalDep
+    pool_id: str, request_id: str, access: AccessDep, engine: EngineDep, board: ClaimBoardDep
 ) -> ClaimOutcome:
     """Where a claim stands: assigned, waiting with its place in line, or ended. Callers see their own claims."""
     target = pool_target(load_pool(engine, pool_id))
-    handle = temporal.get_workflow_handle_for(PoolWorkflow.run, pool_workflow_id(pool_id))
-    outcome: ClaimOutcome = await handle.query(PoolWorkflow.claim_status, ClaimStatusInput(request_id))
-    target = pool_target(load_pool(engine, pool_id))
+    outcome = await board.status(pool_id, request_id)
     if (
         outcome.user
         and outcome.user != access.principal.username
