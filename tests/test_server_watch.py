@@ -27,6 +27,7 @@ from activities.store.database import make_engine
 from activities.store.migrate import upgrade
 from tests.engine import counts, eventually, spec, start_pool
 from tests.fakes import FakeCloud
+from tests.served_api import free_port
 from tools.run import SQLITE_PRAGMAS
 from tools.temporal_binaries import temporal_cli
 from worker.main import build_worker
@@ -37,16 +38,9 @@ from workflows.search_attributes import dev_server_flags
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _start_server(port: int, db: Path) -> subprocess.Popen[bytes]:
     command = [temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-               "--http-port", str(_free_port()), "--metrics-port", str(_free_port()), "--db-filename", str(db),
+               "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--db-filename", str(db),
                "--log-level", "error", *SQLITE_PRAGMAS, *dev_server_flags()]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -61,7 +55,7 @@ def _start_server(port: int, db: Path) -> subprocess.Popen[bytes]:
 @pytest.fixture
 def server_files(tmp_path: Path) -> Iterator[tuple[int, Path, list[subprocess.Popen[bytes]]]]:
     started: list[subprocess.Popen[bytes]] = []
-    yield _free_port(), tmp_path / "temporal.db", started
+    yield free_port(), tmp_path / "temporal.db", started
     for server in started:
         server.kill()
         server.wait()
