@@ -24,6 +24,8 @@ from activities.cloud_rate import TokenBucket, limit_requests, request_bucket
 from workflows.pool_spec import Template
 
 DESKPOOL_TAG = "deskpool"
+# The User-Agent's first word on deskpool's requests to a cloud (worker and API say which they are).
+APP_NAME = "deskpool"
 # Every metadata key deskpool writes on a server starts so (owner, version, agent secret).
 METADATA_PREFIX = "deskpool_"
 
@@ -327,9 +329,14 @@ class CloudConnections:
     """
 
     def __init__(
-        self, clouds_yaml: Path | None, calls_per_second: float | None = None, metrics: CloudMetrics | None = None
+        self,
+        clouds_yaml: Path | None,
+        calls_per_second: float | None = None,
+        metrics: CloudMetrics | None = None,
+        app_name: str = APP_NAME,
     ) -> None:
         self._clouds_yaml = clouds_yaml
+        self._app_name = app_name
         self._metrics = metrics
         self._local = threading.local()
         self._calls_per_second = calls_per_second
@@ -345,7 +352,7 @@ class CloudConnections:
         if key not in cache:
             with self._lock:
                 names = self._names.setdefault(key, NameCache())
-            connection = connect(self._clouds_yaml, cloud, region, project_id)
+            connection = connect(self._clouds_yaml, cloud, region, project_id, self._app_name)
             if self._calls_per_second:
                 limit_requests(connection.session.session, self.bucket(cloud))
             cache[key] = instrumented(OpenStackDriver(connection, names), cloud, self._metrics)
@@ -359,14 +366,22 @@ class CloudConnections:
             return self._buckets[cloud]
 
 
-def connect(clouds_yaml: Path | None, cloud: str, region: str | None = None, project_id: str | None = None) -> Any:
+def connect(
+    clouds_yaml: Path | None,
+    cloud: str,
+    region: str | None = None,
+    project_id: str | None = None,
+    app_name: str = APP_NAME,
+) -> Any:
     """An openstacksdk Connection for a clouds.yaml entry (the default search path when None),
-    scoped to `project_id` instead of the entry's own project when given."""
+    scoped to `project_id` instead of the entry's own project when given. `app_name` leads the
+    User-Agent of its requests, so a cloud's operator (and the embedded cloud's stats) can tell
+    which deskpool process sent them."""
     import openstack
     from openstack.config import loader
 
     files = [str(clouds_yaml)] if clouds_yaml else None
-    config = loader.OpenStackConfig(config_files=files)
+    config = loader.OpenStackConfig(config_files=files, app_name=app_name)
     if project_id:
         region_config = config.get_one(cloud=cloud, region_name=region, project_id=project_id)
     else:

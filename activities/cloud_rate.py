@@ -75,7 +75,14 @@ def limit_requests(session: requests.Session, bucket: TokenBucket) -> None:
     session.mount("https://", transport)
 
 
+# Tokens go at this share of the configured rate. Between its token and the wire a request may
+# wait (for the GIL, a connection, the network) and then reach the cloud bunched with later ones:
+# at 90 %, `rate + 1` tokens span 1.11 s, so no second of the cloud's clock sees more than `rate`
+# requests unless their delays differ by more than 111 ms (finding 3: at 100 %, 11 for 10).
+SEND_SHARE = 0.9
+
+
 def request_bucket(requests_per_s: float, **clock: Any) -> TokenBucket:
-    """A bucket of one: requests at least 1/rate apart, so no second of the cloud's clock ever
+    """A bucket of one: requests at least 1/(0.9 rate) apart, so no second of the cloud's clock
     sees more than `requests_per_s` of them (a fuller bucket would let a burst double that)."""
-    return TokenBucket(requests_per_s, burst=1, **clock)
+    return TokenBucket(requests_per_s * SEND_SHARE, burst=1, **clock)

@@ -36,7 +36,7 @@ def cloud_drivers(settings: ApiSettings, registry: CollectorRegistry) -> DriverF
     """The API process's drivers: its clouds.yaml, its rate limit, its calls counted on the
     API's own registry (deskpool_cloud_calls_total on the API's /metrics)."""
     rate = settings.cloud_max_calls_per_second or None
-    connections = CloudConnections(settings.clouds_yaml, rate, CloudMetrics(registry))
+    connections = CloudConnections(settings.clouds_yaml, rate, CloudMetrics(registry), app_name="deskpool-api")
     return connections.driver
 
 

@@ -128,3 +128,18 @@ def test_the_shared_listing_reads_what_a_get_reads(activities: CloudActivities) 
     assert by_get.flavor_name == "vdi.small" and by_get.image_id
     assert driver.list_changed(time.time() + 3600) == []  # nothing changed after now
     ActivityEnvironment().run(activities.delete_server, DeleteServerInput(ref))
+
+
+def test_each_process_names_itself_to_the_cloud(tmp_path: Path) -> None:
+    """The User-Agent's first word says which deskpool process sent a request (finding 3: which
+    one went over the rate limit); the embedded cloud's busiest second is counted by it."""
+    import httpx
+
+    clouds = tmp_path / "clouds.yaml"
+    with run_in_thread(clouds_yaml=clouds) as cloud:
+        httpx.post(f"{cloud.admin_url}/stats/reset").raise_for_status()
+        CloudConnections(clouds, app_name="deskpool-worker").driver("embedded", None).find_by_desktop("named.1")
+        peak = httpx.get(f"{cloud.admin_url}/stats").json()["peak_second"]
+    assert peak, "no request counted"
+    assert all(key.startswith("deskpool-worker ") for key in peak), peak
+    assert any(key.endswith("compute.servers.list_detail") for key in peak), peak

@@ -64,8 +64,11 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 
 def cloud_activities(settings: WorkerSettings) -> CloudActivities:
     """The cloud activities of this process: clouds.yaml, agent secrets, per-cloud slots."""
+    connections = CloudConnections(
+        settings.clouds_yaml, settings.cloud_max_calls_per_second or None, app_name="deskpool-worker"
+    )
     return CloudActivities(
-        CloudConnections(settings.clouds_yaml, settings.cloud_max_calls_per_second or None).driver,
+        connections.driver,
         agent_key=settings.secret_key_bytes(),
         limits=CloudLimits(settings.cloud_max_concurrent_builds, settings.cloud_max_concurrent_deletes),
         build_timeout_s=settings.cloud_build_timeout_s,

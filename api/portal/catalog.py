@@ -40,7 +40,7 @@ _cache: dict[str, tuple[float, Catalog | None]] = {}
 
 
 def _read(settings: ApiSettings, cloud: str) -> Catalog:
-    conn: Any = connect(settings.clouds_yaml, cloud)
+    conn: Any = connect(settings.clouds_yaml, cloud, app_name="deskpool-api")
     try:
         images = {
             i.name: Image(i.name, int(i.min_disk or 0), str(i.status or "")) for i in conn.image.images() if i.name

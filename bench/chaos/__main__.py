@@ -78,14 +78,24 @@ def table(report: dict[str, Any]) -> str:
             continue
         claims = r.get("claims", {})
         broken = [name for name, held in r["invariants"].items() if not held]
-        converged = r["details"].get("converged_after_last_fault_s")
+        converged = _converged(r["details"])
         lines.append(
             f"| {key} | {len(r['faults'])} | {claims.get('served', 0)} of {claims.get('users', 0)} | "
-            f"{claims.get('answers_503', 0)} | {'not within the limit' if converged is None else f'{converged} s'} | "
+            f"{claims.get('answers_503', 0)} | {converged} | "
             f"{', '.join(broken) or 'none'} ({len(r['invariants']) - len(broken)} of {len(r['invariants'])} held) | "
             f"{r['seconds']:.0f} |"
         )
     return "\n".join(lines)
+
+
+def _converged(details: dict[str, Any]) -> str:
+    after_fault = details.get("converged_after_last_fault_s")
+    if after_fault is None:
+        return "not within the limit"
+    outlasted = details.get("storm_outlasted_faults_s") or 0
+    if outlasted <= 0:
+        return f"{after_fault} s"
+    return f"{after_fault} s ({details.get('converged_after_faults_and_storm_s')} s after the storm's end)"
 
 
 def main() -> int:

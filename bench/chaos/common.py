@@ -188,6 +188,8 @@ class Storm:
     records: dict[str, ClaimRecord] = field(default_factory=dict)
     served_at: list[float] = field(default_factory=list)
     ends_at: float = float("inf")
+    # When the last user was done (monotonic): the load is over from here.
+    finished_at: float = 0.0
 
     async def run(self) -> None:
         # However the pool fares (a stuck one answers 503 for ever), the storm ends: a user still
@@ -202,6 +204,7 @@ class Storm:
                     await self._user(client, user)
 
             await asyncio.gather(*(one(u) for u in self.tokens))
+        self.finished_at = time.monotonic()
 
     async def _call(
         self, client: httpx.AsyncClient, record: ClaimRecord, method: str, url: str, deadline: float, **kw: Any
@@ -389,12 +392,21 @@ def judge(
 ) -> None:
     from bench.chaos.invariants import check
 
-    verdict = check(bench, pool_ids, storms, database_url or sqlite_url(bench), faults.last_fault_end,
-                    scale.converge_s)  # fmt: skip
+    # A pool cannot be back at its reserve while a storm bigger than the pool goes on: the clock
+    # for convergence starts at the later of the last fault's end and the storm's.
+    load_end = max([faults.last_fault_end] + [s.finished_at for s in storms])
+    verdict = check(bench, pool_ids, storms, database_url or sqlite_url(bench), load_end, scale.converge_s)
     result.faults = faults.entries
     result.claims = storms[0].claim_counts() if len(storms) == 1 else {}
     result.invariants.update(verdict.invariants)
-    result.details["converged_after_last_fault_s"] = verdict.converged_after_s
+    converged_at = verdict.converged_at
+    result.details["storm_outlasted_faults_s"] = round(load_end - faults.last_fault_end, 1)
+    result.details["converged_after_last_fault_s"] = (
+        None if converged_at is None else round(converged_at - faults.last_fault_end, 1)
+    )
+    result.details["converged_after_faults_and_storm_s"] = (
+        None if converged_at is None else round(converged_at - load_end, 1)
+    )
     if verdict.problems:
         result.details["problems"] = verdict.problems
     stats = cloud_admin(bench, "GET", "stats")

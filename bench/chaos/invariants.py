@@ -8,7 +8,8 @@ with openstacksdk), the workflows (their status queries) and the read model (SQL
 3. no lost claim: every claim ended with a desktop, an explicit wait or a clear 503 — never a hang
    (no final answer by the deadline) or another 5xx;
 4. convergence: within `converge_s` of the last fault every pool is back at its targets (its
-   prestarted desktops ready, nothing building, releasing or removing, not restrained);
+   prestarted desktops ready, nothing building, releasing or removing, not restrained); when the
+   storm goes on after the last fault, from the storm's end (`judge` in common.py says why);
 5. the read model agrees with the workflows: the same live desktops, in the same states, held by
    the same users.
 """
@@ -90,7 +91,8 @@ async def _workflows(
 
 def look(bench: BenchStack, pool_ids: list[str], database_url: str) -> World:
     world = World()
-    conn = connect(bench.stack.data / "clouds.yaml", "embedded")
+    # Named apart from deskpool's processes: C3 counts their requests, not the judge's.
+    conn = connect(bench.stack.data / "clouds.yaml", "embedded", app_name="chaos-judge")
     try:
         for server in conn.compute.servers(details=True):
             if DESKPOOL_TAG in (server.tags or []):
@@ -195,7 +197,7 @@ def disagreements(world: World) -> list[str]:
 class Verdict:
     invariants: dict[str, bool]
     problems: dict[str, list[str]]
-    converged_after_s: float | None
+    converged_at: float | None  # time.monotonic() of the look that found every pool at its targets
 
 
 def check(
@@ -203,18 +205,18 @@ def check(
     pool_ids: list[str],
     storms: list[Storm],
     database_url: str,
-    last_fault_end: float,
+    quiet_from: float,
     converge_s: float,
     settle_s: float = 120,
 ) -> Verdict:
-    """Wait (up to `converge_s` after the last fault, and `settle_s` more for the read model to
-    catch up) and judge the five invariants."""
-    deadline = last_fault_end + converge_s
+    """Wait (up to `converge_s` after `quiet_from`, the end of the faults and of the load, and
+    `settle_s` more for the read model to catch up) and judge the five invariants."""
+    deadline = quiet_from + converge_s
     world = look(bench, pool_ids, database_url)
     while (converged(world) or leaks(world)) and time.monotonic() < deadline:
         time.sleep(1)
         world = look(bench, pool_ids, database_url)
-    converged_in = time.monotonic() - last_fault_end if not (converged(world) or leaks(world)) else None
+    converged_at = time.monotonic() if not (converged(world) or leaks(world)) else None
     # Judged now: while the read model is awaited below, the pools go on living (a retention
     # timer ends, a desktop is released), and a later look may find one busy again.
     not_converged = converged(world)
@@ -222,7 +224,7 @@ def check(
     while disagreements(world) and time.monotonic() < agreement_deadline:
         time.sleep(1)
         world = look(bench, pool_ids, database_url)
-    late = [] if converged_in is not None else [f"not at the targets {converge_s:.0f} s after the last fault"]
+    late = [] if converged_at is not None else [f"not at the targets {converge_s:.0f} s after the last fault and storm"]
     problems = {
         "no_leak": leaks(world),
         "no_double_assignment": double_assignments(storms, world),
@@ -233,5 +235,5 @@ def check(
     return Verdict(
         {name: not found for name, found in problems.items()},
         {name: found[:20] for name, found in problems.items() if found},
-        round(converged_in, 1) if converged_in is not None else None,
+        converged_at,
     )

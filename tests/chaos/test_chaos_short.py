@@ -16,14 +16,10 @@ from bench.chaos.common import SHORT
 # line must go. None at present (finding 2, the pool not restrained during an outage, holds since
 # the provisioning desktop reports a sick cloud to its pool).
 KNOWN_GAPS: set[tuple[str, str]] = set()
-# Seen both ways, so allowed either way (and reported): the limit is on each HTTP request the worker
-# sends (activities/cloud_rate.py), yet the cloud, counting per second of its own clock, has seen
-# peaks above it (14 for 10/s in one run; 27 to 30 when the limit counted operations) and, in the
-# three short runs of session 7, exactly 10. Not explained yet: a thread held between its token
-# and its request reaching the cloud is one candidate, a request path around the session another.
-INTERMITTENT_GAPS = {
-    ("C3", "cloud_rate_within_limit"),
-}
+# Seen both ways, so allowed either way (and reported). None at present: C3's request rate
+# (finding 3) holds since the chaos judge's own listings are told apart from deskpool's and
+# tokens go at 90 % of the limit (activities/cloud_rate.py).
+INTERMITTENT_GAPS: set[tuple[str, str]] = set()
 
 
 @pytest.mark.parametrize("scenario", list(scenarios()))

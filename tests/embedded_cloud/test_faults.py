@@ -225,6 +225,10 @@ def test_stats_count_operations_and_servers(
     assert stats["servers_total"] == 1
     assert stats["peak_concurrent_builds"] == 1
     assert stats["peak_requests_per_second"] >= 5
+    # The busiest second, by client (the User-Agent's first word) and operation, adds up to the peak.
+    assert sum(stats["peak_second"].values()) == stats["peak_requests_per_second"]
+    assert all(key.startswith("openstacksdk ") for key in stats["peak_second"]), stats["peak_second"]
+    assert stats["peak_requests_per_second_by_client"] == {"openstacksdk": stats["peak_requests_per_second"]}
     assert stats["responses_by_status"]["409"] == 1
     assert stats["requests_total"] == sum(stats["requests"].values())
 

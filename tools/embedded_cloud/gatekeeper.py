@@ -119,6 +119,12 @@ def _admit(request: Request, cloud: CloudState, now: float) -> None:
         request.state.auth = info
 
 
+def client_of(request: Request) -> str:
+    """The client's name: its User-Agent's first product ("deskpool-worker/..." says "deskpool-worker")."""
+    agent = request.headers.get("user-agent", "")
+    return agent.split("/", 1)[0].split(" ", 1)[0]
+
+
 def install(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
     """Add the gatekeeper; ``routes`` are the API routes, for operation names."""
 
@@ -129,7 +135,7 @@ def install(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
             return await call_next(request)
         cloud = cloud_of(request)
         now = cloud.now()
-        cloud.stats.count_request(operation_name(routes, request), now)
+        cloud.stats.count_request(operation_name(routes, request), now, client_of(request))
         version_headers: dict[str, str] = {}
         try:
             _admit(request, cloud, now)

@@ -20,17 +20,29 @@ class RequestStats:
         self.deletes = 0
         self.peak_concurrent_builds = 0
         self.peak_requests_per_second = 0
+        # The busiest second's requests by client and operation ("deskpool-worker compute.servers.get"):
+        # which process, doing what, went over a rate limit.
+        self.peak_second: Counter[str] = Counter()
+        # Each client's own busiest second (a rate limit is per client process).
+        self.peak_by_client: Counter[str] = Counter()
+        self._client_in_second: Counter[str] = Counter()
         # Requests seen in the current whole second (for the peak rate).
         self._second = math.floor(now)
-        self._in_second = 0
+        self._in_second: Counter[str] = Counter()
 
-    def count_request(self, operation: str, now: float) -> None:
+    def count_request(self, operation: str, now: float, client: str = "") -> None:
         self.requests[operation] += 1
         second = math.floor(now)
         if second != self._second:
-            self._second, self._in_second = second, 0
-        self._in_second += 1
-        self.peak_requests_per_second = max(self.peak_requests_per_second, self._in_second)
+            self._second, self._in_second, self._client_in_second = second, Counter(), Counter()
+        client = client or "?"
+        self._in_second[f"{client} {operation}"] += 1
+        self._client_in_second[client] += 1
+        self.peak_by_client[client] = max(self.peak_by_client[client], self._client_in_second[client])
+        seen = self._in_second.total()
+        if seen > self.peak_requests_per_second:
+            self.peak_requests_per_second = seen
+            self.peak_second = Counter(self._in_second)
 
     def count_response(self, status: int) -> None:
         self.responses_by_status[str(status)] += 1
@@ -53,6 +65,8 @@ class RequestStats:
             "deletes": self.deletes,
             "peak_concurrent_builds": self.peak_concurrent_builds,
             "peak_requests_per_second": self.peak_requests_per_second,
+            "peak_second": dict(self.peak_second.most_common()),
+            "peak_requests_per_second_by_client": dict(sorted(self.peak_by_client.items())),
         }
 
 
