@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError
@@ -89,27 +89,19 @@ async def _workflows(
     return {d.desktop_id: d for d in found}, pools, silent
 
 
-def look(bench: BenchStack, pool_ids: list[str], database_url: str) -> World:
+def look(bench: BenchStack, pool_ids: list[str], cloud: Any, engine: Engine) -> World:
+    """The cloud's servers, the workflows and the read model's rows, as they are now."""
     world = World()
-    # Named apart from deskpool's processes: C3 counts their requests, not the judge's.
-    conn = connect(bench.stack.data / "clouds.yaml", "embedded", app_name="chaos-judge")
-    try:
-        for server in conn.compute.servers(details=True):
-            if DESKPOOL_TAG in (server.tags or []):
-                world.servers[server.id] = {
-                    "desktop": (server.metadata or {}).get("deskpool_desktop"),
-                    "status": server.status,
-                }
-    finally:
-        conn.close()
+    for server in cloud.compute.servers(details=True):
+        if DESKPOOL_TAG in (server.tags or []):
+            world.servers[server.id] = {
+                "desktop": (server.metadata or {}).get("deskpool_desktop"),
+                "status": server.status,
+            }
     world.desktops, world.pools, world.silent_pools = asyncio.run(_workflows(bench, pool_ids))
-    engine = create_engine(database_url)
-    try:
-        with Session(engine) as session:
-            rows = session.exec(select(DesktopRecord).where(col(DesktopRecord.state).not_in(FINAL_ROW_STATES))).all()
-            world.rows = {row.id: row for row in rows}
-    finally:
-        engine.dispose()
+    with Session(engine) as session:
+        rows = session.exec(select(DesktopRecord).where(col(DesktopRecord.state).not_in(FINAL_ROW_STATES))).all()
+        world.rows = {row.id: row for row in rows}
     return world
 
 
@@ -211,11 +203,32 @@ def check(
 ) -> Verdict:
     """Wait (up to `converge_s` after `quiet_from`, the end of the faults and of the load, and
     `settle_s` more for the read model to catch up) and judge the five invariants."""
+    # One cloud connection and one engine for every look: a look a second must not sign in to
+    # the cloud again each time (C3 counts the cloud's requests).
+    cloud = connect(bench.stack.data / "clouds.yaml", "embedded", app_name="chaos-judge")
+    engine = create_engine(database_url)
+    try:
+        return _judge(bench, pool_ids, storms, quiet_from, converge_s, settle_s, cloud, engine)
+    finally:
+        cloud.close()
+        engine.dispose()
+
+
+def _judge(
+    bench: BenchStack,
+    pool_ids: list[str],
+    storms: list[Storm],
+    quiet_from: float,
+    converge_s: float,
+    settle_s: float,
+    cloud: Any,
+    engine: Engine,
+) -> Verdict:
     deadline = quiet_from + converge_s
-    world = look(bench, pool_ids, database_url)
+    world = look(bench, pool_ids, cloud, engine)
     while (converged(world) or leaks(world)) and time.monotonic() < deadline:
         time.sleep(1)
-        world = look(bench, pool_ids, database_url)
+        world = look(bench, pool_ids, cloud, engine)
     converged_at = time.monotonic() if not (converged(world) or leaks(world)) else None
     # Judged now: while the read model is awaited below, the pools go on living (a retention
     # timer ends, a desktop is released), and a later look may find one busy again.
@@ -223,7 +236,7 @@ def check(
     agreement_deadline = time.monotonic() + settle_s
     while disagreements(world) and time.monotonic() < agreement_deadline:
         time.sleep(1)
-        world = look(bench, pool_ids, database_url)
+        world = look(bench, pool_ids, cloud, engine)
     late = [] if converged_at is not None else [f"not at the targets {converge_s:.0f} s after the last fault and storm"]
     problems = {
         "no_leak": leaks(world),
