@@ -18,6 +18,7 @@ from activities.agent_secret import agent_secret
 from activities.cloud_driver import DESKPOOL_TAG, METADATA_PREFIX, CloudDriver, ServerInfo, ServerRequest, desktop_tag
 from activities.cloud_errors import PROJECT_MISSING, SERVER_FAILED, call
 from activities.cloud_limits import CloudLimits
+from activities.heartbeats import beat, kept_alive
 from activities.server_watch import ServerWatches
 from workflows.activity_io import (
     ConsoleOutputInput,
@@ -94,6 +95,7 @@ class CloudActivities:
         return self._drivers(ref.cloud, ref.region, ref.project_id)
 
     @activity.defn
+    @kept_alive
     def ensure_project(self, request: EnsureProjectInput) -> EnsureProjectResult:
         """Find the pool's project, or create it (idempotent: found by name on a retry). Never deletes."""
         driver = self._drivers(request.cloud, request.region, None)
@@ -116,11 +118,12 @@ class CloudActivities:
         return found[0] if found else None
 
     @activity.defn
+    @kept_alive
     def provision_server(self, request: CreateServerInput) -> WaitServerResult:
         """Create (or find, after a crash) and wait until ACTIVE, holding one build slot of the cloud."""
         with self.limits.slot(request.ref.cloud, "build"):
             created = self._find_or_create(request)
-            activity.heartbeat(created.server_id)
+            beat(created.server_id)
             ref = dataclasses.replace(request.ref, server_id=created.server_id)
             server = self._wait_for(
                 ref,
@@ -132,6 +135,7 @@ class CloudActivities:
         return WaitServerResult(server_id=server.id, status=server.status, address=server.address)
 
     @activity.defn
+    @kept_alive
     def create_server(self, request: CreateServerInput) -> CreateServerResult:
         return self._find_or_create(request)
 
@@ -165,12 +169,14 @@ class CloudActivities:
         return CreateServerResult(server_id=server.id, created=True)
 
     @activity.defn
+    @kept_alive
     def wait_server_active(self, request: WaitServerInput) -> WaitServerResult:
         timeout_s = self._build_timeout(request.build_timeout_s)
         server = self._wait_for(request.ref, ("ACTIVE",), timeout_s, request.poll_interval_s)
         return WaitServerResult(server_id=server.id, status=server.status, address=server.address)
 
     @activity.defn
+    @kept_alive
     def power_server(self, request: PowerServerInput) -> PowerServerResult:
         """Bring the server to the action's end state. Decided on a settled server: while
         Nova is still stopping, a server reads ACTIVE, so the status alone would lie.
@@ -191,7 +197,7 @@ class CloudActivities:
             if not rebooted:
                 # A 409 (wrong state, e.g. still rebooting) maps to a retryable error.
                 call(lambda: driver.reboot(server.id, hard=action is PowerAction.REBOOT_HARD))
-                activity.heartbeat(REBOOT_REQUESTED)
+                beat(REBOOT_REQUESTED)
             marker = REBOOT_REQUESTED
         elif server.status != target:
             start_or_stop = driver.start if action is PowerAction.START else driver.stop
@@ -200,6 +206,7 @@ class CloudActivities:
         return PowerServerResult(status=done.status)
 
     @activity.defn
+    @kept_alive
     def rebuild_server(self, request: RebuildServerInput) -> RebuildServerResult:
         """Rebuild from the image and leave the desktop running (Nova keeps a stopped one stopped)."""
         driver = self._driver(request.ref)
@@ -209,7 +216,7 @@ class CloudActivities:
         server = self._settle(request.ref, request.build_timeout_s, REBUILD_REQUESTED if rebuilt else None)
         if not rebuilt:
             call(lambda: driver.rebuild(server.id, request.image))
-            activity.heartbeat(REBUILD_REQUESTED)
+            beat(REBUILD_REQUESTED)
         done = self._wait_for(request.ref, ("ACTIVE", "SHUTOFF"), request.build_timeout_s, 0.5, REBUILD_REQUESTED)
         if done.status == "SHUTOFF":
             call(lambda: driver.start(done.id))
@@ -217,12 +224,14 @@ class CloudActivities:
         return RebuildServerResult(status=done.status, address=done.address)
 
     @activity.defn
+    @kept_alive
     def console_output(self, request: ConsoleOutputInput) -> ConsoleOutputResult:
         driver = self._driver(request.ref)
         server = self._require(request.ref)
         return ConsoleOutputResult(output=call(lambda: driver.console_output(server.id, request.lines)))
 
     @activity.defn
+    @kept_alive
     def console_url(self, request: ConsoleUrlInput) -> ConsoleUrlResult:
         driver = self._driver(request.ref)
         server = self._require(request.ref)
@@ -230,6 +239,7 @@ class CloudActivities:
         return ConsoleUrlResult(console_type=console_type, url=url)
 
     @activity.defn
+    @kept_alive
     def delete_server(self, request: DeleteServerInput) -> DeleteServerResult:
         """Delete and wait until gone, holding one delete slot of the cloud; 'not found' is success."""
         with self.limits.slot(request.ref.cloud, "delete"):
@@ -241,19 +251,18 @@ class CloudActivities:
         ids = [request.ref.server_id] if request.ref.server_id else []
         ids += [s.id for s in call(lambda: driver.find_by_desktop(request.ref.desktop_id)) if s.id not in ids]
         for server_id in ids:
-            if call(lambda sid=server_id: driver.get(sid)) is None:  # type: ignore[misc]
-                continue
-            existed = True
-            call(lambda sid=server_id: driver.delete(sid))  # type: ignore[misc]
+            # The delete's own answer says whether the server was there (404: already gone).
+            existed = call(lambda sid=server_id: driver.delete(sid)) or existed  # type: ignore[misc]
         deadline = time.monotonic() + request.wait_timeout_s
         while any(call(lambda sid=sid: driver.get(sid)) is not None for sid in ids):  # type: ignore[misc]
             if time.monotonic() > deadline:
                 raise ApplicationError("server still exists after delete; will retry")
-            activity.heartbeat("deleting")
+            beat("deleting")
             self._sleep(0.5)
         return DeleteServerResult(existed=existed)
 
     @activity.defn
+    @kept_alive
     def detach_server(self, request: DetachServerInput) -> DetachServerResult:
         """Make the desktop's server an independent server: deskpool's tags, then its metadata,
         stripped; nothing else about the server changes.
@@ -305,7 +314,7 @@ class CloudActivities:
             server = self._require(ref)
             if server.task_state is None or time.monotonic() > deadline:
                 return server
-            activity.heartbeat(*_progress(marker, f"{server.status}/{server.task_state}"))
+            beat(*_progress(marker, f"{server.status}/{server.task_state}"))
             self._sleep(0.5)
 
     def _wait_for(
@@ -340,7 +349,7 @@ class CloudActivities:
                     type=SERVER_FAILED,
                     non_retryable=True,
                 )
-            activity.heartbeat(*_progress(marker, server.status))
+            beat(*_progress(marker, server.status))
             # A look is cheap now (the shared listing): look as often as the watch lists.
             watch_s = self.watches.interval_s
             self._sleep(min(interval_s, watch_s) if watch_s > 0 else interval_s)

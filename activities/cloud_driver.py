@@ -18,14 +18,21 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cachetools import TTLCache
+from openstack.exceptions import raise_from_response
 
 from activities.cloud_metrics import CloudMetrics, instrumented
 from activities.cloud_rate import TokenBucket, limit_requests, request_bucket
+from activities.heartbeats import keep_alive
 from workflows.pool_spec import Template
 
 DESKPOOL_TAG = "deskpool"
 # The User-Agent's first word on deskpool's requests to a cloud (worker and API say which they are).
 APP_NAME = "deskpool"
+# How long one HTTP request to a cloud may take unless clouds.yaml says (`api_timeout`; requests'
+# default is forever). Below the cloud activities' 30 s heartbeat timeout: a hung request fails
+# and is retried by its own attempt, rather than outliving it while a retry creates a second
+# server (docs/reliability.md, finding 9).
+REQUEST_TIMEOUT_S = 20.0
 # Every metadata key deskpool writes on a server starts so (owner, version, agent secret).
 METADATA_PREFIX = "deskpool_"
 
@@ -70,7 +77,7 @@ class CloudDriver(Protocol):
     def image_id(self, image: str) -> str | None: ...
     def get(self, server_id: str) -> ServerInfo | None: ...
     def create(self, request: ServerRequest) -> ServerInfo: ...
-    def delete(self, server_id: str) -> None: ...
+    def delete(self, server_id: str) -> bool: ...
     def start(self, server_id: str) -> None: ...
     def stop(self, server_id: str) -> None: ...
     def reboot(self, server_id: str, hard: bool) -> None: ...
@@ -144,8 +151,7 @@ class OpenStackDriver:
         self._names = names or NameCache()
 
     def find_by_desktop(self, desktop_id: str) -> list[ServerInfo]:
-        servers = self._conn.compute.servers(details=True, tags=desktop_tag(desktop_id))
-        return [self._info(s) for s in servers if s.status != "DELETED"]
+        return [s for s in self._servers({"tags": desktop_tag(desktop_id)}) if s.status != "DELETED"]
 
     def find_project(self, name_or_id: str) -> str | None:
         project = self._conn.identity.find_project(name_or_id, ignore_missing=True)
@@ -158,25 +164,32 @@ class OpenStackDriver:
 
     def list_tagged(self) -> list[ServerInfo]:
         """Every server carrying deskpool's tag, across the project."""
-        return [self._info(s) for s in self._conn.compute.servers(details=True, tags=DESKPOOL_TAG)]
+        return self._servers({"tags": DESKPOOL_TAG})
 
     def list_changed(self, since: float) -> list[ServerInfo]:
-        """deskpool's servers changed since `since` (epoch seconds): Nova's changes-since.
-
-        Read as plain JSON: this listing runs every half second for every wait of a worker, and
-        building openstacksdk resources for it cost more CPU than everything else a refill does.
-        """
+        """deskpool's servers changed since `since` (epoch seconds): Nova's changes-since."""
         stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self._servers({"tags": DESKPOOL_TAG, "changes-since": stamp})
+
+    def _servers(self, params: dict[str, str]) -> list[ServerInfo]:
+        """A detailed listing, every page, read as plain JSON.
+
+        Reads skip openstacksdk's resource objects: the shared listing runs every half second
+        for every wait of a worker, and deletes read their servers until gone; building a
+        resource per server in each answer cost more worker CPU than the rest of a refill
+        (docs/benchmarks.md). Errors are openstacksdk's all the same (`raise_from_response`),
+        so `cloud_errors` maps them as before.
+        """
         url: str | None = "/servers/detail"
-        params: dict[str, str] | None = {"tags": DESKPOOL_TAG, "changes-since": stamp}
+        query: dict[str, str] | None = params
         found: list[ServerInfo] = []
         while url:
-            response = self._conn.compute.get(url, params=params, microversion=LISTING_MICROVERSION)
-            response.raise_for_status()
+            response = self._conn.compute.get(url, params=query, microversion=LISTING_MICROVERSION)
+            raise_from_response(response)
             body = response.json()
             found += [server_info_of(server) for server in body.get("servers", [])]
             url = next((link["href"] for link in body.get("servers_links", []) if link.get("rel") == "next"), None)
-            params = None  # the next link carries the query
+            query = None  # the next link carries the query
         return found
 
     def image_id(self, image: str) -> str | None:
@@ -184,14 +197,14 @@ class OpenStackDriver:
         return None if found is None else str(found.id)
 
     def get(self, server_id: str) -> ServerInfo | None:
-        """The server, or None once it is gone (a 404 here is an answer, not an error)."""
-        from openstack import exceptions
-
-        try:
-            server = self._conn.compute.get_server(server_id)
-        except exceptions.NotFoundException:
+        """The server, or None once it is gone (a 404 here is an answer, not an error). Plain JSON,
+        as `_servers`: deletes and the first looks of waits read a server this way."""
+        response = self._conn.compute.get(f"/servers/{server_id}", microversion=LISTING_MICROVERSION)
+        if response.status_code == 404:
             return None
-        return None if server.status == "DELETED" else self._info(server)
+        raise_from_response(response)
+        server = server_info_of(response.json()["server"])
+        return None if server.status == "DELETED" else server
 
     def create(self, request: ServerRequest) -> ServerInfo:
         t = request.template
@@ -242,8 +255,14 @@ class OpenStackDriver:
             "network", name, lambda: self._conn.network.find_network(name, ignore_missing=False).id
         )
 
-    def delete(self, server_id: str) -> None:
-        self._conn.compute.delete_server(server_id, ignore_missing=True)
+    def delete(self, server_id: str) -> bool:
+        """Ask the cloud to delete the server: True if it took the request, False if the server
+        was already gone (a 404: so a delete needs no look first)."""
+        response = self._conn.compute.delete(f"/servers/{server_id}")
+        if response.status_code == 404:
+            return False
+        raise_from_response(response)
+        return True
 
     def start(self, server_id: str) -> None:
         self._conn.compute.start_server(server_id)
@@ -353,8 +372,9 @@ class CloudConnections:
             with self._lock:
                 names = self._names.setdefault(key, NameCache())
             connection = connect(self._clouds_yaml, cloud, region, project_id, self._app_name)
-            if self._calls_per_second:
-                limit_requests(connection.session.session, self.bucket(cloud))
+            # Every request keeps a worker's activity alive (heartbeats.keep_alive; a no-op elsewhere).
+            bucket = self.bucket(cloud) if self._calls_per_second else None
+            limit_requests(connection.session.session, bucket, before_send=keep_alive)
             cache[key] = instrumented(OpenStackDriver(connection, names), cloud, self._metrics)
         return cache[key]
 
@@ -386,4 +406,6 @@ def connect(
         region_config = config.get_one(cloud=cloud, region_name=region, project_id=project_id)
     else:
         region_config = config.get_one(cloud=cloud, region_name=region)
+    if region_config.config.get("api_timeout") is None:  # clouds.yaml's own value wins
+        region_config.config["api_timeout"] = REQUEST_TIMEOUT_S
     return openstack.connection.Connection(config=region_config)

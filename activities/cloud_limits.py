@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 from temporalio import activity
 
+from activities.heartbeats import beat
+
 SLOT_POLL_S = 1.0
 
 
@@ -59,4 +61,4 @@ class CloudLimits:
 
 def _heartbeat(detail: str) -> None:
     if activity.in_activity():
-        activity.heartbeat(detail)
+        beat(detail)

@@ -31,6 +31,8 @@ class ClaimSample:
     desktop_id: str | None
     retries_503: int = 0
     error: str = ""
+    # When the user pressed Connect, on the wall clock (to compare with the cloud's own times).
+    sent_epoch: float = 0.0
 
 
 def poisson_arrivals(n: int, duration_s: float, seed: int = 1) -> list[float]:
@@ -50,7 +52,7 @@ async def connect(
     """One user's Connect, until they hold a desktop, are refused, or `timeout_s` passes."""
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}
     sent = time.perf_counter()
-    sample = ClaimSample(user, sent - started, 0.0, None)
+    sample = ClaimSample(user, sent - started, 0.0, None, sent_epoch=time.time())
     deadline = sent + timeout_s
     try:
         response = await client.post(f"/pools/{pool_id}/claims", headers=headers)

@@ -137,10 +137,12 @@ class FakeCloud:
             self.peak_building = max(self.peak_building, building)
             return self._info(server)
 
-    def delete(self, server_id: str) -> None:
+    def delete(self, server_id: str) -> bool:
         with self._lock:
-            if self.servers.pop(server_id, None) is not None:
-                self.deleted += 1
+            if self.servers.pop(server_id, None) is None:
+                return False
+            self.deleted += 1
+            return True
 
     def start(self, server_id: str) -> None:
         with self._lock:

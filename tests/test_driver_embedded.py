@@ -1,5 +1,6 @@
 """The real openstacksdk driver against the embedded cloud: consoles and logs, crash-safe
-create, the 404-means-gone read, detach (tags and metadata stripped), errors mapped once."""
+create, the 404-means-gone read, detach (tags and metadata stripped), plain-JSON reads that
+match openstacksdk's, errors mapped once."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.cloud import CloudActivities
-from activities.cloud_driver import CloudConnections
-from tools.embedded_cloud.runner import run_in_thread
+from activities.cloud_driver import REQUEST_TIMEOUT_S, CloudConnections, OpenStackDriver, connect
+from activities.cloud_errors import CONFLICT, THROTTLED, UNAVAILABLE, call
+from tools.embedded_cloud.runner import RunningCloud, run_in_thread
 from workflows.activity_io import (
     ConsoleOutputInput,
     ConsoleUrlInput,
@@ -27,10 +29,15 @@ from workflows.pool_spec import Template
 
 
 @pytest.fixture(scope="module")
-def activities(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudActivities]:
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningCloud, Path]]:
     clouds = tmp_path_factory.mktemp("cloud") / "clouds.yaml"
-    with run_in_thread(clouds_yaml=clouds):
-        yield CloudActivities(CloudConnections(clouds).driver, sleep=lambda _s: None)
+    with run_in_thread(clouds_yaml=clouds) as running:
+        yield running, clouds
+
+
+@pytest.fixture(scope="module")
+def activities(cloud: tuple[RunningCloud, Path]) -> CloudActivities:
+    return CloudActivities(CloudConnections(cloud[1]).driver, sleep=lambda _s: None)
 
 
 def provision(activities: CloudActivities, desktop_id: str) -> ServerRef:
@@ -116,18 +123,35 @@ def test_detach_strips_deskpools_tags_and_metadata_and_keeps_the_server(activiti
     env.run(activities.delete_server, DeleteServerInput(ref))
 
 
-def test_the_shared_listing_reads_what_a_get_reads(activities: CloudActivities) -> None:
-    """The waits' changes-since listing is parsed from Nova's JSON: it must describe a server
-    exactly as the openstacksdk GET does (status, address, tags, flavor, image, metadata)."""
+def test_plain_json_reads_describe_a_server_as_openstacksdk_does(
+    activities: CloudActivities, cloud: tuple[RunningCloud, Path]
+) -> None:
+    """The driver reads servers from Nova's JSON, not openstacksdk's resources (CPU): a GET and
+    the waits' changes-since listing must describe a server exactly as openstacksdk's own
+    `get_server` does (status, address, tags, flavor, image, metadata)."""
     ref = provision(activities, "drv.4")
     driver = activities.drivers("embedded", None, None)
+    by_sdk = OpenStackDriver._info(connect(cloud[1], "embedded").compute.get_server(ref.server_id))
     by_get = driver.get(ref.server_id or "")
+    assert by_get == by_sdk
     listed = {s.id: s for s in driver.list_changed(time.time() - 120)}
     assert by_get is not None and listed[by_get.id] == by_get
     assert by_get.status == "ACTIVE" and by_get.address and "deskpool" in by_get.tags
     assert by_get.flavor_name == "vdi.small" and by_get.image_id
     assert driver.list_changed(time.time() + 3600) == []  # nothing changed after now
     ActivityEnvironment().run(activities.delete_server, DeleteServerInput(ref))
+
+
+def test_every_request_of_a_cloud_activity_keeps_it_alive(activities: CloudActivities) -> None:
+    """create_server never heartbeats itself; its requests do (heartbeats.keep_alive). A create that
+    spent the heartbeat timeout in an outage's retries was timed out while it ran, and its retry
+    made a second server (docs/reliability.md, finding 9)."""
+    env = ActivityEnvironment()
+    beats: list[tuple[object, ...]] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    created = env.run(activities.create_server, create_request("drv.5"))
+    assert created.created and beats
+    ActivityEnvironment().run(activities.delete_server, DeleteServerInput(ServerRef("embedded", "drv.5")))
 
 
 def test_each_process_names_itself_to_the_cloud(tmp_path: Path) -> None:
@@ -143,3 +167,43 @@ def test_each_process_names_itself_to_the_cloud(tmp_path: Path) -> None:
     assert peak, "no request counted"
     assert all(key.startswith("deskpool-worker ") for key in peak), peak
     assert any(key.endswith("compute.servers.list_detail") for key in peak), peak
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [("unavailable_rate", UNAVAILABLE), ("throttle_rate", THROTTLED), ("conflict_rate", CONFLICT)],
+)
+def test_plain_json_reads_and_deletes_map_cloud_errors_as_before(
+    activities: CloudActivities, cloud: tuple[RunningCloud, Path], fault: str, kind: str
+) -> None:
+    """A read or delete that skips openstacksdk's resources still raises openstacksdk's
+    exceptions, so `cloud_errors` makes a busy cloud retryable; a 404 stays an answer."""
+    import httpx
+
+    driver = activities.drivers("embedded", None, None)
+    calls = {
+        "get": lambda: driver.get("no-such-server"),
+        "find_by_desktop": lambda: driver.find_by_desktop("drv.none"),
+        "list_changed": lambda: driver.list_changed(time.time() - 60),
+        "delete": lambda: driver.delete("no-such-server"),
+    }
+    assert driver.get("no-such-server") is None and driver.delete("no-such-server") is False
+    httpx.post(f"{cloud[0].admin_url}/faults", json={fault: 1.0}).raise_for_status()
+    try:
+        for name, read in calls.items():
+            with pytest.raises(ApplicationError) as caught:
+                call(read)
+            assert (caught.value.type, caught.value.non_retryable) == (kind, False), name
+    finally:
+        httpx.post(f"{cloud[0].admin_url}/faults", json={fault: 0.0}).raise_for_status()
+
+
+def test_a_request_to_the_cloud_times_out_before_its_activity_would(tmp_path: Path) -> None:
+    """A hung request must fail inside its attempt (heartbeat timeout 30 s), not hold it forever;
+    a clouds.yaml `api_timeout` still wins."""
+    clouds = tmp_path / "clouds.yaml"
+    with run_in_thread(clouds_yaml=clouds):
+        assert connect(clouds, "embedded").config.config["api_timeout"] == REQUEST_TIMEOUT_S < 30
+        text = clouds.read_text()
+        clouds.write_text(text.replace("  embedded:\n", "  embedded:\n    api_timeout: 7\n", 1))
+        assert float(connect(clouds, "embedded").config.config["api_timeout"]) == 7

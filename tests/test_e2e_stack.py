@@ -154,19 +154,30 @@ def test_make_run_stops_every_process_even_on_a_second_interrupt(tmp_path: Path)
     import sys
 
     base = next(b for b in (random.randrange(20000, 60000, 10) for _ in range(50)) if _all_free(range(b, b + 7)))
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "tools.run", "--data", str(tmp_path), "--no-demo-pool", "--port-base", str(base)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    errors = tmp_path / "make-run.stderr"
+    with errors.open("w") as sink:  # the child keeps its own copy of the descriptor
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "tools.run", "--data", str(tmp_path), "--no-demo-pool", "--port-base", str(base)],
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            text=True,
+        )
+
+    def said() -> str:  # what make run printed, for a failure's message
+        return f"stdout:\n{''.join(printed)[-3000:]}\nstderr:\n{errors.read_text()[-3000:]}"
+
     children: list[str] = []
     try:
         assert supervisor.stdout is not None
+        printed: list[str] = []
         for line in supervisor.stdout:
+            printed.append(line)
             if "Ctrl-C stops everything" in line:
                 break
+        else:
+            pytest.fail(f"make run exited ({supervisor.wait(timeout=10)}) before it was up\n{said()}")
         children = subprocess.run(["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) == 4  # Temporal, the cloud, the worker, the API
+        assert len(children) == 4, f"children {children}\n{said()}"  # Temporal, the cloud, the worker, the API
         supervisor.send_signal(signal.SIGINT)
         assert "stopping" in supervisor.stdout.readline() + supervisor.stdout.readline()
         supervisor.send_signal(signal.SIGINT)  # an impatient second Ctrl-C, while the children are being stopped

@@ -32,7 +32,7 @@ from activities.cloud import CloudActivities
 from activities.cloud_driver import CloudConnections, CloudDriver
 from activities.cloud_limits import CloudLimits
 from activities.cloud_metrics import CloudMetrics, CloudSlotsCollector, instrumented
-from activities.cloud_rate import RateLimitedTransport
+from activities.cloud_rate import CloudTransport
 from activities.store.database import make_engine
 from activities.store.migrate import upgrade
 from activities.store.models import DesktopRecord, PoolRecord
@@ -309,9 +309,10 @@ def test_every_driver_the_worker_makes_is_instrumented(
     metrics = CloudMetrics(CollectorRegistry())
     driver = CloudConnections(None, calls_per_second, metrics=metrics).driver("east", None)
     assert driver.find_project("acme") is None
-    # With a limit, every HTTP request of the connection passes the cloud's bucket.
-    limited = isinstance(connection.session.session.get_adapter("https://nova.example"), RateLimitedTransport)
-    assert limited is (calls_per_second is not None)
+    # Every HTTP request of the connection passes deskpool's transport; with a limit, the cloud's bucket.
+    transport = connection.session.session.get_adapter("https://nova.example")
+    assert isinstance(transport, CloudTransport)
+    assert (transport._bucket is not None) is (calls_per_second is not None)
     found = samples(cloud_metrics_text(metrics))
     assert value(found, "deskpool_cloud_calls_total", cloud="east", operation="find_project", outcome="ok") == 1
 

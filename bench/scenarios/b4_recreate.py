@@ -81,6 +81,9 @@ def run(root: Path, quick: bool) -> dict[str, Any]:
         "desktops": size,
         "floor": floor,
         "rollout_status": final["status"],
+        # What a rollout that did not complete said (its failed desktops' last reason).
+        "rollout_reason": final.get("reason") or final.get("paused_reason") or "",
+        "rollout_failures": final.get("failures"),
         "elapsed_s": round(elapsed, 1),
         "cloud_bound_s": round(ideal, 1),
         "ratio": round(elapsed / ideal, 3),
