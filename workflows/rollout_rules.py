@@ -114,6 +114,9 @@ class RolloutState:
     failures: int = 0
     # Failures count against max_failures from here (moved on resume).
     failures_allowed_from: int = 0
+    # Resumed: the next look moves failures_allowed_from. A paused rollout looks seldom, and the
+    # pool goes on building meanwhile: a failure it had before the resume is not counted after it.
+    count_failures_from_next_look: bool = False
     canary: CanaryProgress = field(default_factory=CanaryProgress)
     # The pool's counters when the canary started watching: a build up = healthy, a failure = not.
     canary_base_up: int | None = None
@@ -164,6 +167,9 @@ def observe(state: RolloutState, view: RolloutView) -> None:
     state.done += sum(1 for d in state.tracked if d not in still)
     state.tracked = [d for d in state.tracked if d in still]
     state.failures = state.failures_before + max(0, view.failed - state.base_failed)
+    if state.count_failures_from_next_look:
+        state.count_failures_from_next_look = False
+        state.failures_allowed_from = state.failures
     state.ready = view.ready
     state.lowest_ready = view.ready if state.lowest_ready is None else min(state.lowest_ready, view.ready)
     state.building = len(view.building)
@@ -284,11 +290,17 @@ def pause(state: RolloutState, reason: str) -> None:
     state.status, state.paused_reason, state.waiting = RolloutStatus.PAUSED, reason, ""
 
 
-def resume(state: RolloutState) -> None:
+def resume(state: RolloutState, from_next_look: bool = True) -> None:
     """Running again: failures count against the limit afresh, a failed canary is tried again,
-    and the pool may create at once."""
+    and the pool may create at once.
+
+    Afresh from the pool's count at the next look (`from_next_look`), not from the last one:
+    failures the pool had while the rollout was paused are the ones the administrator resumed
+    over. (False: from the last look, as rollouts resumed before this rule did.)
+    """
     state.status, state.paused_reason = RolloutStatus.RUNNING, ""
     state.failures_allowed_from = state.failures
+    state.count_failures_from_next_look = from_next_look
     if state.canary.result is CanaryResult.FAILED:
         state.canary, state.canary_base_up = CanaryProgress(), None
     state.lift_restraint = True

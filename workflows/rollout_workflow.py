@@ -54,6 +54,8 @@ LOOK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_i
                          maximum_attempts=2)  # fmt: skip
 # While paused only leaving desktops move: look less often.
 PAUSED_SLOWDOWN = 5
+# workflow.patched id, for histories made before resume counted failures from the next look.
+PATCH_RESUME_COUNTS_FROM_NEXT_LOOK = "resume-counts-failures-from-next-look"
 
 
 @dataclass
@@ -239,7 +241,7 @@ class RolloutWorkflow:
     @workflow.update
     def resume(self, command: RolloutCommand) -> RolloutProgress:
         """Carry on: failures count afresh, a failed canary is tried again, the pool may create at once."""
-        rules.resume(self.state)
+        rules.resume(self.state, from_next_look=workflow.patched(PATCH_RESUME_COUNTS_FROM_NEXT_LOOK))
         return self._changed()
 
     @resume.validator

@@ -200,6 +200,34 @@ def test_failures_beyond_the_limit_pause_and_count_afresh_after_resume() -> None
     assert plan_step(s, two).pause == "" and s.failures == 2
 
 
+def test_failures_the_pool_had_while_paused_are_not_counted_after_resume() -> None:
+    # A CI run: paused on a quota failure, the paused rollout (looking seldom) missed the pool's
+    # second failure, under the same quota, before the administrator raised it and resumed.
+    s = state(max_failures=0)
+    s.canary.result = CanaryResult.READY
+    observe(s, view(failed=0))
+    one = view(failed=1, last_failure="quota exceeded")
+    observe(s, one)
+    pause(s, plan_step(s, one).pause)
+    unseen = view(failed=2, last_failure="quota exceeded")
+    resume(s)
+    observe(s, unseen)
+    assert plan_step(s, unseen).pause == "" and s.failures == 2
+    three = view(failed=3, last_failure="server went to ERROR")
+    observe(s, three)
+    assert plan_step(s, three).pause.startswith("1 desktops failed on template version 2 (at most 0)")
+
+    # Histories from before the rule: resume counts from the last look, as those rollouts did.
+    old = state(max_failures=0)
+    old.canary.result = CanaryResult.READY
+    observe(old, view(failed=0))
+    observe(old, one)
+    pause(old, plan_step(old, one).pause)
+    resume(old, from_next_look=False)
+    observe(old, unseen)
+    assert plan_step(old, unseen).pause.startswith("1 desktops failed")
+
+
 def test_it_completes_once_no_old_desktop_is_left_leaving_or_building() -> None:
     s = state()
     s.canary.result = CanaryResult.READY

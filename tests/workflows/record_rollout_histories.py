@@ -5,15 +5,21 @@ tests/workflows/test_replay.py.
 
 Like record_histories.py (read test_replay.py's docstring first: never re-record to make a
 non-determinism go away): a rollout whose canary fails (paused by itself), resumed and
-completed, with a desktop in use marked to go once released; and one cancelled while its canary
-builds. Writes tests/histories/rollout_*.json, replacing only those. record_histories.py deletes
-every history before it records; run this one after it.
+completed, with a desktop in use marked to go once released; one cancelled while its canary
+builds; and one resumed after the patch "resume-counts-failures-from-next-look". Writes
+tests/histories/rollout_*.json, each scenario its own files; name scenarios to record only those
+(histories from before a patch stay, they cover the old path):
+
+    .venv/bin/python -m tests.workflows.record_rollout_histories resumed_counting_from_next_look
+
+record_histories.py deletes every history before it records; run this one after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import tempfile
 import uuid
 from typing import Any
@@ -93,13 +99,34 @@ async def cancelled_while_the_canary_builds(client: Client, task_queue: str, dat
         await pool.terminate("recorded")
 
 
+async def resumed_counting_from_next_look(client: Client, task_queue: str, database_url: str) -> None:
+    """Paused by its first failure (at most 0), resumed once the cloud builds again: completes."""
+    cloud = FakeCloud()
+    async with engine_worker(client, task_queue, database_url, cloud):
+        pool_spec = spec(max_desktops=4, prestarted=2)
+        pool = await start_pool(client, task_queue, pool_spec)
+        await eventually(lambda: counts(pool), lambda c: c.ready == 2)
+        cloud.fail_all = True
+        rollout = await new_rollout(client, task_queue, pool, pool_spec, max_failures=0)
+        await eventually(lambda: progress(rollout), lambda p: p.status is RolloutStatus.PAUSED, 30)
+        cloud.fail_all = False
+        await rollout.execute_update(RolloutWorkflow.resume, RolloutCommand("recorder"))
+        final = await rollout.result()
+        assert final.status is RolloutStatus.COMPLETED and final.failures >= 1, final
+        await save(client, rollout.id, "rollout_resumed_from_next_look")
+        await pool.terminate("recorded")
+
+
+SCENARIOS = (paused_resumed_completed, cancelled_while_the_canary_builds, resumed_counting_from_next_look)
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
-    for old in HISTORIES.glob("rollout_*.json"):
-        old.unlink()
+    named = set(sys.argv[1:])
+    chosen = [s for s in SCENARIOS if not named or s.__name__ in named]
     with tempfile.TemporaryDirectory() as tmp:
         async with dev_server() as env:
-            for number, scenario in enumerate((paused_resumed_completed, cancelled_while_the_canary_builds)):
+            for number, scenario in enumerate(chosen):
                 await scenario(env.client, f"record-{uuid.uuid4().hex[:8]}", f"sqlite:///{tmp}/rollout{number}.db")
     for path in sorted(HISTORIES.glob("rollout_*.json")):
         print(f"{path.stat().st_size:>8}  {path.relative_to(HISTORIES.parent.parent)}")
