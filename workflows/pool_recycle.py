@@ -101,4 +101,5 @@ def rollout_view(book: PoolBook, request: RolloutViewInput) -> RolloutView:
         last_failed=builds.last_failed_desktop if builds else "",
         being_removed=state.removal is not None,
         restrained_reason=state.restrained_reason,
+        present=[d for d in request.asked if d in book.by_id],
     )

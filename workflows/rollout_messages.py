@@ -49,6 +49,8 @@ class RecycleResult:
 class RolloutViewInput:
     # Desktops the rollout sent away: which of them are still in the pool.
     tracked: list[str] = field(default_factory=list)
+    # Builds in flight at a resume: which of them are still in the pool (a build gone failed).
+    asked: list[str] = field(default_factory=list)
     # At most this many candidates and in-use desktops listed (the counts are complete).
     limit: int = 100
 
@@ -92,6 +94,8 @@ class RolloutView:
     last_failed: str = ""
     being_removed: bool = False
     restrained_reason: str = ""
+    # Of the asked desktops, those in the pool.
+    present: list[str] = field(default_factory=list)
 
 
 # --- the rollout itself --------------------------------------------------------------------

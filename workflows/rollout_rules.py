@@ -117,6 +117,9 @@ class RolloutState:
     # Resumed: the next look moves failures_allowed_from. A paused rollout looks seldom, and the
     # pool goes on building meanwhile: a failure it had before the resume is not counted after it.
     count_failures_from_next_look: bool = False
+    # The builds in flight at that look: started before the resume, under what the administrator
+    # resumed over (a quota since raised), so their failures do not count either.
+    excused: list[str] = field(default_factory=list)
     canary: CanaryProgress = field(default_factory=CanaryProgress)
     # The pool's counters when the canary started watching: a build up = healthy, a failure = not.
     canary_base_up: int | None = None
@@ -170,12 +173,29 @@ def observe(state: RolloutState, view: RolloutView) -> None:
     if state.count_failures_from_next_look:
         state.count_failures_from_next_look = False
         state.failures_allowed_from = state.failures
+        state.excused = list(view.building)
+    elif state.excused:
+        _excuse_failed_builds(state, view)
     state.ready = view.ready
     state.lowest_ready = view.ready if state.lowest_ready is None else min(state.lowest_ready, view.ready)
     state.building = len(view.building)
     state.deferred = view.marked
     state.total = state.done + len(state.tracked) + view.remaining
     _watch_canary(state, view)
+
+
+def _excuse_failed_builds(state: RolloutState, view: RolloutView) -> None:
+    """Builds in flight at the resume that have left the pool since failed (one that came up is still
+    in it): each moves the failures allowed, and a canary's base, by one. (A floating desktop that came
+    up, was used and destroyed between two looks would be taken for a failure: bounded by the failures
+    counted, so at worst one failure of a later build goes uncounted, and only in that race.)"""
+    building, present = set(view.building), set(view.present)
+    gone = sum(1 for d in state.excused if d not in building and d not in present)
+    state.excused = [d for d in state.excused if d in building]
+    excused = min(gone, max(0, state.failures - state.failures_allowed_from))
+    state.failures_allowed_from += excused
+    if state.canary.result in (CanaryResult.PENDING, CanaryResult.BUILDING):
+        state.canary_base_failed += excused
 
 
 def _watch_canary(state: RolloutState, view: RolloutView) -> None:

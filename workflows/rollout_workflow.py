@@ -202,7 +202,9 @@ class RolloutWorkflow:
     async def _look(self) -> RolloutView:
         return await workflow.execute_local_activity_method(
             RolloutActivities.pool_rollout_view,
-            PoolViewRequest(self.state.pool_id, RolloutViewInput(tracked=list(self.state.tracked))),
+            PoolViewRequest(
+                self.state.pool_id, RolloutViewInput(tracked=list(self.state.tracked), asked=list(self.state.excused))
+            ),
             start_to_close_timeout=LOOK_TIMEOUT,
             retry_policy=LOOK_RETRY,
         )

@@ -228,6 +228,57 @@ def test_failures_the_pool_had_while_paused_are_not_counted_after_resume() -> No
     assert plan_step(old, unseen).pause.startswith("1 desktops failed")
 
 
+def test_builds_in_flight_at_the_resume_that_fail_after_it_are_not_counted() -> None:
+    # The next CI run: the build had failed in the cloud under the old quota, but the worker died
+    # before its desktop workflow took the failure in; the pool counted it after the resume's look.
+    s = state(max_failures=0)
+    s.canary.result = CanaryResult.READY
+    observe(s, view(failed=0))
+    one = view(failed=1, building=["n7", "n8"])
+    observe(s, one)
+    pause(s, plan_step(s, one).pause)
+    resume(s)
+    observe(s, view(failed=1, building=["n7", "n8"], present=[]))
+    assert s.excused == ["n7", "n8"]
+    # n8 fails (gone from the pool), n7 comes up (still in it): one failure, excused.
+    settled = view(failed=2, building=["n9"], present=["n7"])
+    observe(s, settled)
+    assert plan_step(s, settled).pause == "" and s.excused == [] and s.failures == 2
+    # A build started after the resume that fails counts.
+    later = view(failed=3, building=[])
+    observe(s, later)
+    assert plan_step(s, later).pause.startswith("1 desktops failed on template version 2 (at most 0)")
+
+
+def test_an_excused_build_that_came_up_excuses_nothing() -> None:
+    s = state(max_failures=0)
+    s.canary.result = CanaryResult.READY
+    observe(s, view(failed=1))
+    resume(s)
+    observe(s, view(failed=1, building=["n7"]))
+    # n7 came up; another desktop failed meanwhile: that failure counts.
+    both = view(failed=2, building=[], present=["n7"])
+    observe(s, both)
+    assert s.failures_allowed_from == 0 and plan_step(s, both).pause.startswith("1 desktops failed")
+
+
+def test_a_new_canary_after_resume_is_not_failed_by_an_excused_build() -> None:
+    s = state(max_failures=5)
+    observe(s, view(failed=0, building=["c1"]))
+    failed = view(failed=1, building=[], last_failure="quota exceeded")
+    observe(s, failed)
+    assert s.canary.result is CanaryResult.FAILED
+    pause(s, plan_step(s, failed).pause)
+    resume(s)
+    observe(s, view(failed=1, building=["old"]))
+    assert s.canary.result is not CanaryResult.FAILED
+    late = view(failed=2, building=[], present=[], last_failure="quota exceeded")
+    observe(s, late)
+    assert s.canary.result is not CanaryResult.FAILED and s.failures_allowed_from == 2
+    observe(s, view(failed=3, building=[], last_failure="image gone"))
+    assert s.canary.result is CanaryResult.FAILED
+
+
 def test_it_completes_once_no_old_desktop_is_left_leaving_or_building() -> None:
     s = state()
     s.canary.result = CanaryResult.READY
@@ -358,11 +409,12 @@ def test_the_view_counts_what_a_rollout_needs() -> None:
     slots = [(1, Slot.READY), (1, Slot.STANDBY), (1, Slot.ASSIGNED), (1, Slot.RELEASING), (1, Slot.REMOVING),
              (2, Slot.PROVISIONING), (2, Slot.READY)]  # fmt: skip
     book = book_with(*slots, release=ReleasePolicy.REVERT)
-    seen = rollout_view(book, RolloutViewInput(tracked=["p.5", "p.42"]))
+    seen = rollout_view(book, RolloutViewInput(tracked=["p.5", "p.42"], asked=["p.6", "p.1", "p.43"]))
     assert [(c.desktop_id, c.slot) for c in seen.candidates] == [("p.2", "standby"), ("p.1", "ready")]
     assert seen.ready == 2 and seen.remaining == 3  # two idle + one coming back from a revert
     assert seen.in_use == ["p.3"] and seen.leaving == ["p.5"] and seen.building == ["p.6"]
     assert seen.current_up == 1 and (seen.template_version, seen.prestarted) == (2, 4)
+    assert seen.present == ["p.6", "p.1"]
 
 
 def test_build_counters_per_version_record_desktops_up_and_failed() -> None:
