@@ -350,9 +350,11 @@ class CloudActivities:
                     non_retryable=True,
                 )
             beat(*_progress(marker, server.status))
-            # A look is cheap now (the shared listing): look as often as the watch lists.
-            watch_s = self.watches.interval_s
-            self._sleep(min(interval_s, watch_s) if watch_s > 0 else interval_s)
+            # A look is cheap now (the shared listing): look when the watch lists next.
+            if self.watches.interval_s > 0:
+                self._sleep(min(interval_s, self.watches.of(ref.cloud, ref.region, ref.project_id).next_look_in()))
+            else:
+                self._sleep(interval_s)
 
 
 def _progress(marker: str | None, status: str) -> tuple[str, ...]:

@@ -22,6 +22,11 @@ from activities.cloud_errors import call
 # How far back each listing reaches before the previous one began: clocks of the worker
 # and the cloud differ, and a change must not fall between two listings.
 SINCE_MARGIN_S = 2.0
+# How long a look waits for a listing another thread has under way, before it settles for what
+# the last listing said (a listing may take up to a request's timeout; the look must heartbeat).
+LISTING_WAIT_S = 2.0
+# Looks wake this long after a listing falls due, so the first of them finds it due.
+WAKE_AFTER_DUE_S = 0.005
 
 
 @dataclass
@@ -46,6 +51,8 @@ class ServerWatch:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._listing = threading.Lock()
+        # When the last listing began, whether it answered or failed: one attempt per interval,
+        # so a cloud that fails listings is not asked again by every wait in the line.
         self._listed_at = float("-inf")
         self._since: float | None = None
         self.listings = 0
@@ -74,19 +81,28 @@ class ServerWatch:
             with self._lock:
                 self._entries[server_id] = _Entry(info, self._clock(), now)
             return info
-        if now - self._listed_at >= self.interval_s:
+        if now - self._listed_at >= self.interval_s or self._listing.locked():
             self._refresh(driver)
         with self._lock:
             return self._entries[server_id].info
 
+    def next_look_in(self) -> float:
+        """Seconds until the next listing falls due: a wait sleeps that long, so all waits of the
+        project wake together, one lists and the others take in its answer at once. (Each sleeping
+        its own interval, a change reached its wait ~0.5 s after the cloud made it, on average:
+        the listing's age plus the wait's own phase. Every build slot was held that much longer.)"""
+        return max(0.0, self._listed_at + self.interval_s - self._clock()) + WAKE_AFTER_DUE_S
+
     def _refresh(self, driver: CloudDriver) -> None:
-        # One thread lists; the others use what the last listing said rather than queue up.
-        if not self._listing.acquire(blocking=False):
+        # One thread lists; the others wait for its answer (not long: see LISTING_WAIT_S) rather
+        # than read what the listing before said and sleep a whole interval on it.
+        if not self._listing.acquire(timeout=LISTING_WAIT_S):
             return
         try:
             if self._clock() - self._listed_at < self.interval_s:
                 return
             started, began_wall = self._clock(), self._wall()
+            self._listed_at = started
             # The first listing reaches back over every entry a GET may have fetched meanwhile.
             since = self._since if self._since is not None else began_wall - SINCE_MARGIN_S - self.recheck_s
             changed = call(lambda: driver.list_changed(since))
@@ -97,7 +113,6 @@ class ServerWatch:
                     if entry is not None and entry.fetched_at <= started:
                         entry.info = info
                 self._drop_unasked(started)
-            self._listed_at = started
             self._since = began_wall - SINCE_MARGIN_S
             self.listings += 1
         finally:

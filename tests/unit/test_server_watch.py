@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, cast
 
+import pytest
+from temporalio.exceptions import ApplicationError
+
 from activities.cloud_driver import CloudDriver, ServerInfo
-from activities.server_watch import SINCE_MARGIN_S, ServerWatch
+from activities.server_watch import SINCE_MARGIN_S, WAKE_AFTER_DUE_S, ServerWatch
 
 
 class ListingCloud:
@@ -101,3 +105,73 @@ def test_after_forget_the_next_look_is_a_get() -> None:
     watch.forget("e")
     seen = watch.current("e", driver)
     assert seen is not None and seen.status == "REBOOT" and cloud.gets == 1
+
+
+def test_waits_sleep_until_the_next_listing_falls_due() -> None:
+    cloud, clock = ListingCloud(), Clock()
+    watch, driver = watch_of(clock), cast(CloudDriver, cloud)
+    cloud.status["a"] = "BUILD"
+    watch.note(ServerInfo("a", "a", "BUILD"))
+    clock.now += 1
+    watch.current("a", driver)  # lists now
+    clock.now += 0.2
+    assert abs(watch.next_look_in() - (0.3 + WAKE_AFTER_DUE_S)) < 1e-9
+    clock.now += 0.4
+    assert watch.next_look_in() == WAKE_AFTER_DUE_S  # overdue: look at once
+
+
+class BlockingListing(ListingCloud):
+    """The first listing answers only when `answer` is set; later ones at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listing_began, self.answer = threading.Event(), threading.Event()
+
+    def list_changed(self, since: float) -> list[ServerInfo]:
+        self.listing_began.set()
+        self.answer.wait(5)
+        return super().list_changed(since)
+
+
+def test_a_look_while_another_wait_lists_takes_in_that_listing_instead_of_the_one_before() -> None:
+    cloud, clock = BlockingListing(), Clock()
+    watch, driver = watch_of(clock), cast(CloudDriver, cloud)
+    cloud.status["a"] = cloud.status["b"] = "BUILD"
+    watch.note(ServerInfo("a", "a", "BUILD"))
+    watch.note(ServerInfo("b", "b", "BUILD"))
+    clock.now += 1
+    seen: dict[str, Any] = {}
+    lister = threading.Thread(target=lambda: seen.update(a=watch.current("a", driver)))
+    lister.start()
+    assert cloud.listing_began.wait(5)
+    cloud.status["b"] = "ACTIVE"  # changed while the listing is under way
+    looker = threading.Thread(target=lambda: seen.update(b=watch.current("b", driver)))
+    looker.start()
+    looker.join(0.2)
+    assert looker.is_alive()  # waiting for the listing, not answering from the one before
+    cloud.answer.set()
+    lister.join(5)
+    looker.join(5)
+    assert seen["b"].status == "ACTIVE" and len(cloud.listings) == 1
+
+
+class FailingListing(ListingCloud):
+    def list_changed(self, since: float) -> list[ServerInfo]:
+        self.listings.append(since)
+        raise ApplicationError("cloud unavailable")
+
+
+def test_a_failed_listing_is_tried_again_once_an_interval_not_by_every_wait() -> None:
+    cloud, clock = FailingListing(), Clock()
+    watch, driver = watch_of(clock), cast(CloudDriver, cloud)
+    for sid in ("a", "b", "c"):
+        watch.note(ServerInfo(sid, sid, "BUILD"))
+    clock.now += 1
+    with pytest.raises(ApplicationError):
+        watch.current("a", driver)
+    assert [watch.current(sid, driver).status for sid in ("b", "c")] == ["BUILD", "BUILD"]  # type: ignore[union-attr]
+    assert len(cloud.listings) == 1
+    clock.now += 0.5
+    with pytest.raises(ApplicationError):
+        watch.current("b", driver)
+    assert len(cloud.listings) == 2
